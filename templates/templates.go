@@ -1,0 +1,348 @@
+// Package templates renders a campaign's templates for one recipient and builds the
+// RFC 5322 message that carries them.
+//
+// Rendering: the subject, the text body and the To display name are text/template
+// templates, the HTML body an html/template template (list data is escaped). All run with
+// missingkey=error over a map holding every list column under its header name plus the
+// built-ins Email, UnsubscribeURL and Campaign. When a campaign has only an HTML body, the
+// text part is derived from each rendered HTML body, keeping link URLs.
+//
+// Building: a Builder holds what is fixed for a campaign (From, Reply-To, extra headers,
+// the List-Unsubscribe mailto) and turns a Rendered message into the raw bytes of a MIME
+// message with CRLF line endings, no line over 998 octets, and header values that list
+// data cannot break out of.
+//
+// The package works on the strings it is handed; it knows nothing of providers, lists or
+// the journal.
+package templates
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	htmltemplate "html/template"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	texttemplate "text/template"
+	"unicode/utf8"
+
+	"github.com/k3a/html2text"
+)
+
+// Built-in data keys. The caller sets them in the data map of every recipient; they win
+// over list columns of the same name.
+const (
+	KeyEmail          = "Email"
+	KeyUnsubscribeURL = "UnsubscribeURL"
+	KeyCampaign       = "Campaign"
+)
+
+// Names used in errors for templates that do not come from a file.
+const (
+	subjectName = "subject"
+	toNameName  = "to_name"
+)
+
+// checkUnsubscribeURL is the UnsubscribeURL Check renders with. It uses only characters
+// that no escaper rewrites, so it can be found verbatim in every rendered part.
+const checkUnsubscribeURL = "https://unsubscribe.invalid/herald-check-0123456789"
+
+// Sources are a campaign's templates, already read from disk.
+type Sources struct {
+	// Subject is the text/template source of the Subject line.
+	Subject string
+	// HTML is the html/template source of the HTML body ("" if none); HTMLFile its file
+	// name, used in errors.
+	HTML, HTMLFile string
+	// Text is the text/template source of the text body ("" if none: derived from the
+	// HTML then); TextFile its file name, used in errors.
+	Text, TextFile string
+	// ToName is an optional text/template for the To display name ("" = the `name`
+	// column if present).
+	ToName string
+}
+
+// Rendered is one recipient's rendered message parts.
+type Rendered struct {
+	// Subject is trimmed and holds no CR, LF or other control characters.
+	Subject string
+	// Text is the text body ("\n" line endings): rendered, or derived from HTML.
+	Text string
+	// HTML is the HTML body, "" when the campaign has none.
+	HTML string
+	// ToName is the To display name, trimmed and free of control characters; may be "".
+	ToName string
+}
+
+// Set is the parsed templates of one campaign; parse once, render many. It is safe for
+// concurrent use.
+type Set struct {
+	subject *texttemplate.Template
+	text    *texttemplate.Template
+	html    *htmltemplate.Template
+	toName  *texttemplate.Template
+
+	textFile, htmlFile string
+
+	// refs are the data keys each template reads at top level, found once by Parse.
+	refs []ref
+
+	bufs sync.Pool // *bytes.Buffer
+}
+
+// Error is a problem in one template, located by file and line.
+type Error struct {
+	// File is the template's file name ("subject" or "to_name" for those templates).
+	File string
+	// Line is the 1-based line, 0 when not known.
+	Line int
+	// Column is the missing list column, for a reference to a column the list lacks.
+	Column string
+	// Msg is the description, without the location.
+	Msg string
+	// Err is the underlying template error, if any.
+	Err error
+}
+
+func (e *Error) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
+	}
+	return e.File + ": " + e.Msg
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// ErrNoUnsubscribeLink is wrapped by the error Check returns when a body part never
+// shows the unsubscribe URL.
+var ErrNoUnsubscribeLink = errors.New("bulk mail must carry a visible unsubscribe link")
+
+func fileName(name, def string) string {
+	if name == "" {
+		return def
+	}
+	return name
+}
+
+// templateError turns an error of text/template or html/template into an *Error naming
+// file. The packages' messages already carry the file and line; only their "template: "
+// prefix is dropped.
+func templateError(file string, err error) error {
+	msg := strings.TrimPrefix(err.Error(), "template: ")
+	msg = strings.TrimPrefix(msg, "html/template:")
+	msg = strings.TrimPrefix(msg, file+":")
+	return &Error{File: file, Msg: strings.TrimSpace(msg), Err: err}
+}
+
+// Parse parses a campaign's templates. A syntax error names the file and line. At least
+// one of HTML and Text must be given.
+func Parse(src Sources) (*Set, error) {
+	s := &Set{
+		textFile: fileName(src.TextFile, "text template"),
+		htmlFile: fileName(src.HTMLFile, "html template"),
+	}
+	s.bufs.New = func() any { return new(bytes.Buffer) }
+	if strings.TrimSpace(src.HTML) == "" && strings.TrimSpace(src.Text) == "" {
+		return nil, errors.New("templates: no body: give an html or a text template (or both)")
+	}
+	var err error
+	if s.subject, err = parseText(subjectName, src.Subject); err != nil {
+		return nil, err
+	}
+	s.refs = append(s.refs, textRefs(s.subject)...)
+	if src.Text != "" {
+		if s.text, err = parseText(s.textFile, src.Text); err != nil {
+			return nil, err
+		}
+		s.refs = append(s.refs, textRefs(s.text)...)
+	}
+	if src.HTML != "" {
+		s.html, err = htmltemplate.New(s.htmlFile).Option("missingkey=error").Parse(src.HTML)
+		if err != nil {
+			return nil, templateError(s.htmlFile, err)
+		}
+		s.refs = append(s.refs, htmlRefs(s.html)...)
+	}
+	if src.ToName != "" {
+		if s.toName, err = parseText(toNameName, src.ToName); err != nil {
+			return nil, err
+		}
+		s.refs = append(s.refs, textRefs(s.toName)...)
+	}
+	return s, nil
+}
+
+func parseText(name, src string) (*texttemplate.Template, error) {
+	t, err := texttemplate.New(name).Option("missingkey=error").Parse(src)
+	if err != nil {
+		return nil, templateError(name, err)
+	}
+	return t, nil
+}
+
+// HasHTML reports whether the campaign has an HTML body.
+func (s *Set) HasHTML() bool { return s.html != nil }
+
+// HasText reports whether the campaign has its own text template (false: the text part
+// is derived from the HTML).
+func (s *Set) HasText() bool { return s.text != nil }
+
+// Check renders every template once with a data map holding exactly columns plus the
+// built-ins. It returns an error naming the missing column and the template file
+// (`template.html:3: no column "frist_name" in the list (columns: email, first_name)`),
+// or the refusal when a body part never shows the UnsubscribeURL. With only HTML, the
+// derived text must keep the link URL.
+func (s *Set) Check(columns []string) error {
+	have := make(map[string]bool, len(columns)+3)
+	data := make(map[string]string, len(columns)+3)
+	for _, c := range columns {
+		have[c] = true
+		data[c] = c
+	}
+	for _, k := range []string{KeyEmail, KeyUnsubscribeURL, KeyCampaign} {
+		have[k] = true
+	}
+	data[KeyEmail] = "recipient@example.invalid"
+	data[KeyUnsubscribeURL] = checkUnsubscribeURL
+	data[KeyCampaign] = "campaign"
+
+	for _, r := range s.refs {
+		if !have[r.key] {
+			return &Error{
+				File:   r.file,
+				Line:   r.line,
+				Column: r.key,
+				Msg:    fmt.Sprintf("no column %q in the list (columns: %s)", r.key, columnList(columns)),
+			}
+		}
+	}
+	out, err := s.Render(data)
+	if err != nil {
+		return err
+	}
+	if s.text != nil && !strings.Contains(out.Text, checkUnsubscribeURL) {
+		return fmt.Errorf("%s never shows {{ .UnsubscribeURL }}: %w", s.textFile, ErrNoUnsubscribeLink)
+	}
+	if s.html != nil {
+		if !strings.Contains(out.HTML, checkUnsubscribeURL) {
+			return fmt.Errorf("%s never shows {{ .UnsubscribeURL }}: %w", s.htmlFile, ErrNoUnsubscribeLink)
+		}
+		if s.text == nil && !strings.Contains(out.Text, checkUnsubscribeURL) {
+			return fmt.Errorf("%s: the text part derived from it loses {{ .UnsubscribeURL }} (put it in an <a href> or in the text): %w",
+				s.htmlFile, ErrNoUnsubscribeLink)
+		}
+	}
+	return nil
+}
+
+func columnList(columns []string) string {
+	if len(columns) == 0 {
+		return "none"
+	}
+	c := append([]string(nil), columns...)
+	sort.Strings(c)
+	return strings.Join(c, ", ")
+}
+
+// Render renders one recipient. data holds every CSV column under its header name plus
+// the built-ins Email, UnsubscribeURL and Campaign (the caller sets them; built-ins win).
+func (s *Set) Render(data map[string]string) (Rendered, error) {
+	var out Rendered
+	buf := s.bufs.Get().(*bytes.Buffer)
+	defer s.bufs.Put(buf)
+
+	exec := func(file string, t interface {
+		Execute(io.Writer, any) error
+	}) (string, error) {
+		buf.Reset()
+		if err := t.Execute(buf, data); err != nil {
+			return "", templateError(file, err)
+		}
+		return buf.String(), nil
+	}
+
+	var err error
+	if out.Subject, err = exec(subjectName, s.subject); err != nil {
+		return Rendered{}, err
+	}
+	out.Subject = HeaderText(out.Subject)
+	if s.html != nil {
+		if out.HTML, err = exec(s.htmlFile, s.html); err != nil {
+			return Rendered{}, err
+		}
+	}
+	if s.text != nil {
+		if out.Text, err = exec(s.textFile, s.text); err != nil {
+			return Rendered{}, err
+		}
+	} else {
+		out.Text = DeriveText(out.HTML)
+	}
+	if s.toName != nil {
+		if out.ToName, err = exec(toNameName, s.toName); err != nil {
+			return Rendered{}, err
+		}
+	} else {
+		out.ToName = nameColumn(data)
+	}
+	out.ToName = HeaderText(out.ToName)
+	return out, nil
+}
+
+// nameColumn is the default To display name: the `name` column, matched
+// case-insensitively, or "".
+func nameColumn(data map[string]string) string {
+	if v, ok := data["name"]; ok {
+		return v
+	}
+	for k, v := range data {
+		if strings.EqualFold(k, "name") {
+			return v
+		}
+	}
+	return ""
+}
+
+// DeriveText converts a rendered HTML body into its text part in a single pass, keeping
+// every link's URL after its text ("unsubscribe <https://…>").
+func DeriveText(html string) string {
+	t := html2text.HTML2TextWithOptions(html,
+		html2text.WithLinksInnerText(),
+		html2text.WithUnixLineBreaks(),
+		html2text.WithListSupport())
+	return strings.TrimSpace(t) + "\n"
+}
+
+// HeaderText makes s safe as a header value: it is made valid UTF-8, every run of
+// control characters (CR, LF, tab, NUL, …) becomes a single space, and it is trimmed.
+// List data can then never start a new header line.
+func HeaderText(s string) string {
+	clean := true
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c == 0x7f || c >= utf8.RuneSelf {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return strings.TrimSpace(s)
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	space := false
+	for _, r := range strings.ToValidUTF8(s, "\uFFFD") {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\u2028' || r == '\u2029' {
+			if !space {
+				b.WriteByte(' ')
+				space = true
+			}
+			continue
+		}
+		space = false
+		b.WriteRune(r)
+	}
+	return strings.TrimSpace(b.String())
+}
