@@ -1,0 +1,323 @@
+package sendgrid
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptrace"
+	"net/mail"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	sgmail "github.com/sendgrid/sendgrid-go/helpers/mail"
+
+	"github.com/heraldmail/herald/providers"
+)
+
+// Name is the provider kind and the prefix of every error.
+const Name = "sendgrid"
+
+const (
+	// DefaultEndpoint is the SendGrid API base URL used when `endpoint` is not set.
+	DefaultEndpoint = "https://api.sendgrid.com"
+	// DefaultTimeout bounds one API request when `timeout` is not set.
+	DefaultTimeout = 30 * time.Second
+	// sendPath is appended to the endpoint.
+	sendPath = "/v3/mail/send"
+	// maxResponse caps how much of an answer is read (answers are small JSON objects).
+	maxResponse = 1 << 20
+	// maxIdlePerHost lets every worker keep its own kept-alive connection.
+	maxIdlePerHost = 64
+)
+
+// Config is the `provider:` block of a campaign with kind sendgrid.
+type Config struct {
+	// APIKeyEnv names the environment variable that holds the API key (required).
+	APIKeyEnv string `yaml:"api_key_env"`
+	// Endpoint replaces https://api.sendgrid.com (scheme, host and an optional path
+	// prefix); /v3/mail/send is appended.
+	Endpoint string `yaml:"endpoint"`
+	// Timeout bounds one API request, connection included (default 30s).
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// withDefaults returns c with every unset field at its default. It is the one place
+// defaults are decided.
+func (c Config) withDefaults() Config {
+	if c.Endpoint == "" {
+		c.Endpoint = DefaultEndpoint
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	return c
+}
+
+// validate checks c (after defaults) without touching the network or the environment.
+func (c Config) validate() error {
+	if c.APIKeyEnv == "" {
+		return fmt.Errorf("%s: api_key_env is required (the name of the environment variable holding the API key)", Name)
+	}
+	if _, err := sendURL(c.Endpoint); err != nil {
+		return err
+	}
+	if c.Timeout < 0 {
+		return fmt.Errorf("%s: timeout %s is negative", Name, c.Timeout)
+	}
+	return nil
+}
+
+// sendURL builds the mail send URL from an endpoint base URL.
+func sendURL(endpoint string) (string, error) {
+	u, err := url.Parse(endpoint)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("%s: endpoint %q is not an http(s) base URL like %s", Name, endpoint, DefaultEndpoint)
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return "", fmt.Errorf("%s: endpoint %q must not carry credentials, a query or a fragment", Name, u.Redacted())
+	}
+	return strings.TrimRight(u.String(), "/") + sendPath, nil
+}
+
+// Registration returns the sendgrid kind for a providers.Registry.
+func Registration() providers.Registration {
+	return providers.Registration{Kind: Name, Check: check, Open: open}
+}
+
+func decode(s providers.Spec) (Config, error) {
+	var c Config
+	if s.Decode != nil {
+		if err := s.Decode(&c); err != nil {
+			return Config{}, fmt.Errorf("%s: provider settings: %w", Name, err)
+		}
+	}
+	c = c.withDefaults()
+	return c, c.validate()
+}
+
+func check(s providers.Spec, secrets bool) error {
+	c, err := decode(s)
+	if err != nil {
+		return err
+	}
+	if secrets {
+		_, err = providers.SecretFromEnv(s, Name, "api_key_env", c.APIKeyEnv)
+	}
+	return err
+}
+
+func open(_ context.Context, s providers.Spec) (providers.Provider, error) {
+	c, err := decode(s)
+	if err != nil {
+		return nil, err
+	}
+	key, err := providers.SecretFromEnv(s, Name, "api_key_env", c.APIKeyEnv)
+	if err != nil {
+		return nil, err
+	}
+	return New(c, key)
+}
+
+// Provider sends through the SendGrid Mail Send API. It is safe for concurrent use.
+type Provider struct {
+	url       string
+	key       providers.Secret
+	client    *http.Client
+	transport *http.Transport
+	now       func() time.Time
+	closed    atomic.Bool
+}
+
+// New builds a provider from c (unset fields take their defaults; APIKeyEnv is not
+// read) and the API key itself. It does not contact SendGrid.
+func New(c Config, key providers.Secret) (*Provider, error) {
+	c = c.withDefaults()
+	u, err := sendURL(c.Endpoint)
+	if err != nil {
+		return nil, err
+	}
+	if c.Timeout < 0 {
+		return nil, fmt.Errorf("%s: timeout %s is negative", Name, c.Timeout)
+	}
+	if key.Empty() {
+		return nil, fmt.Errorf("%s: the API key is empty", Name)
+	}
+	if strings.ContainsFunc(key.Reveal(), func(r rune) bool { return r < 0x21 || r == 0x7f }) {
+		return nil, fmt.Errorf("%s: the API key contains spaces or control characters", Name)
+	}
+	tr := newTransport()
+	return &Provider{
+		url:       u,
+		key:       key,
+		transport: tr,
+		client: &http.Client{
+			Transport: tr,
+			Timeout:   c.Timeout,
+			// A redirect means the endpoint is wrong; following it could carry the key
+			// elsewhere, so the 3xx answer itself is classified instead.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		now: time.Now,
+	}, nil
+}
+
+func newTransport() *http.Transport {
+	if d, ok := http.DefaultTransport.(*http.Transport); ok {
+		tr := d.Clone()
+		tr.MaxIdleConnsPerHost = maxIdlePerHost
+		return tr
+	}
+	return &http.Transport{Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: maxIdlePerHost}
+}
+
+// Name returns "sendgrid".
+func (p *Provider) Name() string { return Name }
+
+// Capabilities declares no limits of SendGrid's own: the campaign's rate governs.
+func (p *Provider) Capabilities() providers.Capabilities { return providers.Capabilities{} }
+
+// Close releases idle connections. It is safe to call more than once; Send keeps working
+// afterwards (it opens new connections).
+func (p *Provider) Close() error {
+	if !p.closed.Swap(true) {
+		p.transport.CloseIdleConnections()
+	}
+	return nil
+}
+
+// String describes the provider without its key.
+func (p *Provider) String() string { return fmt.Sprintf("%s(%s)", Name, p.url) }
+
+// Format makes every fmt verb (%v, %+v, %#v, %s, …) print String, so the key held in an
+// unexported field can never be printed.
+func (p *Provider) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, p.String()) }
+
+// Send posts msg to /v3/mail/send and classifies the answer (see the package
+// documentation). The request is built per call: the library's own client keeps its
+// request (and body) in shared fields and is not safe for concurrent use.
+func (p *Provider) Send(ctx context.Context, msg *providers.Message) (providers.Receipt, error) {
+	body, err := Body(msg)
+	if err != nil {
+		return providers.Receipt{}, err
+	}
+	// Plain net/http rather than sendgrid.MakeRequestWithContext: the library sends
+	// through a package-level client without a timeout and hides whether the request
+	// reached the server; here each provider owns a client with a timeout and a
+	// transport it can close, and the trace below tells "not sent" from "maybe sent".
+	var wrote atomic.Bool
+	trace := &httptrace.ClientTrace{WroteRequest: func(i httptrace.WroteRequestInfo) {
+		if i.Err == nil {
+			wrote.Store(true)
+		}
+	}}
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodPost, p.url, bytes.NewReader(body))
+	if err != nil {
+		return providers.Receipt{}, &providers.Error{Provider: Name, Kind: providers.Fatal, Message: "cannot build the request", Err: err}
+	}
+	req.Header.Set("Authorization", "Bearer "+p.key.Reveal())
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "herald")
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return providers.Receipt{}, transportError(ctx, err, wrote.Load())
+	}
+	defer func() {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponse))
+		_ = resp.Body.Close()
+	}()
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+	r, err := classify(resp.StatusCode, resp.Header, answer, p.now())
+	if err == nil && r.MessageID == "" {
+		// SendGrid always sends X-Message-Id; a proxy might drop it.
+		r.MessageID = msg.MessageID
+	}
+	return r, err
+}
+
+// transportError classifies a failed round trip: before the request was fully written
+// nothing was handed over (temporary); after it, SendGrid may have accepted the message
+// (unknown, never resent automatically).
+func transportError(ctx context.Context, err error, wrote bool) error {
+	if wrote {
+		return &providers.Error{Provider: Name, Kind: providers.Unknown,
+			Message: "no answer after the request was sent (the message may have been accepted): " + errText(ctx, err), Err: err}
+	}
+	if ctx.Err() != nil {
+		return &providers.Error{Provider: Name, Kind: providers.Temporary, Message: "not sent: " + errText(ctx, err), Err: err}
+	}
+	return &providers.Error{Provider: Name, Kind: providers.Temporary, Connection: true, Message: "cannot reach the API: " + errText(ctx, err), Err: err}
+}
+
+func errText(ctx context.Context, err error) string {
+	if ctx.Err() != nil {
+		return ctx.Err().Error()
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		if ue.Timeout() {
+			return "request timed out: " + ue.Err.Error()
+		}
+		return ue.Err.Error()
+	}
+	return err.Error()
+}
+
+// Body builds the JSON request body for msg with the library's mail helpers. It is
+// exported for tests and tools that want to see what herald sends.
+func Body(msg *providers.Message) ([]byte, error) {
+	if msg == nil {
+		return nil, &providers.Error{Provider: Name, Kind: providers.Permanent, Message: "no message"}
+	}
+	if msg.To == "" {
+		return nil, &providers.Error{Provider: Name, Kind: providers.Permanent, Message: "message has no recipient"}
+	}
+	if msg.Text == "" && msg.HTML == "" {
+		return nil, &providers.Error{Provider: Name, Kind: providers.Permanent, Message: "message to " + msg.To + " has neither a text nor an html body"}
+	}
+	m := sgmail.NewV3Mail()
+	m.SetFrom(address(msg.From, msg.FromAddress))
+	p := sgmail.NewPersonalization()
+	p.AddTos(sgmail.NewEmail(msg.ToName, msg.To))
+	p.Subject = msg.Subject
+	m.AddPersonalizations(p)
+	if msg.Text != "" {
+		m.AddContent(sgmail.NewContent("text/plain", msg.Text))
+	}
+	if msg.HTML != "" {
+		m.AddContent(sgmail.NewContent("text/html", msg.HTML))
+	}
+	for _, h := range msg.Headers {
+		m.SetHeader(h.Name, h.Value)
+	}
+	if msg.ReplyTo != "" {
+		m.SetReplyTo(address(msg.ReplyTo, msg.ReplyTo))
+	}
+	if msg.Campaign != "" {
+		m.SetCustomArg("campaign", msg.Campaign)
+		m.AddCategories(msg.Campaign)
+	}
+	m.SetCustomArg("recipient", msg.To)
+	// json.Marshal rather than mail.GetRequestBody, which logs a failure through the
+	// global logger and returns nil instead of an error.
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, &providers.Error{Provider: Name, Kind: providers.Permanent, Message: "cannot encode the message to " + msg.To, Err: err}
+	}
+	return b, nil
+}
+
+// address parses a header value like `"Acme News" <news@acme.example>` into a name and
+// an address; when it does not parse, bare is used as the address.
+func address(header, bare string) *sgmail.Email {
+	if a, err := mail.ParseAddress(header); err == nil {
+		return sgmail.NewEmail(a.Name, a.Address)
+	}
+	return sgmail.NewEmail("", bare)
+}
