@@ -1,0 +1,107 @@
+package lists
+
+import (
+	"net/mail"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Address length limits (RFC 5321 4.5.3.1; the whole-address limit follows
+// from the 256-octet path limit minus the angle brackets).
+const (
+	maxLocalLen   = 64
+	maxAddressLen = 254
+	maxLabelLen   = 63
+)
+
+// ValidateAddress returns "" when s (already trimmed) is a plain deliverable
+// address, or a short reason such as "missing @", "no domain", "display name
+// not allowed" or "empty address".
+//
+// A plain address is what net/mail.ParseAddress accepts with no display
+// name, no comments and no angle brackets (the parsed address equals the
+// input), whose domain has at least one dot, labels of letters, digits and
+// '-' (any non-ASCII letters for internationalised domains), no empty label,
+// no label starting or ending with '-', and a top-level domain that is not
+// all digits. The local part is at most 64 bytes, the whole at most 254.
+func ValidateAddress(s string) string {
+	if s == "" {
+		return "empty address"
+	}
+	if !utf8.ValidString(s) {
+		return "not valid UTF-8"
+	}
+	if len(s) > maxAddressLen {
+		return "address longer than 254 characters"
+	}
+	parsed, err := mail.ParseAddress(s)
+	if err == nil {
+		if parsed.Name != "" {
+			return "display name not allowed"
+		}
+		if parsed.Address != s {
+			return "not a plain address (no angle brackets, quotes or comments)"
+		}
+	}
+	at := strings.LastIndexByte(s, '@')
+	switch {
+	case at < 0:
+		return "missing @"
+	case at == 0:
+		return "missing local part"
+	case at == len(s)-1:
+		return "no domain"
+	}
+	if err != nil && strings.ContainsAny(s, "<>") {
+		return "not a plain address (no angle brackets, quotes or comments)"
+	}
+	if at > maxLocalLen {
+		return "local part longer than 64 characters"
+	}
+	if reason := validateDomain(s[at+1:]); reason != "" {
+		return reason
+	}
+	if err != nil {
+		return "invalid address (" + strings.TrimPrefix(err.Error(), "mail: ") + ")"
+	}
+	return ""
+}
+
+// validateDomain checks the domain part of an address; see ValidateAddress.
+func validateDomain(d string) string {
+	if !strings.Contains(d, ".") {
+		return "domain has no dot"
+	}
+	labels := strings.Split(d, ".")
+	for i, label := range labels {
+		if label == "" {
+			if i == len(labels)-1 {
+				return "domain ends with a dot"
+			}
+			return "empty label in domain"
+		}
+		ascii := true
+		for _, r := range label {
+			switch {
+			case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-':
+			case r >= utf8.RuneSelf && (unicode.IsLetter(r) || unicode.IsMark(r) || unicode.IsDigit(r)):
+				ascii = false
+			default:
+				return "invalid character " + strconv.QuoteRune(r) + " in domain"
+			}
+		}
+		if label[0] == '-' || label[len(label)-1] == '-' {
+			return "domain label starts or ends with '-'"
+		}
+		if ascii && len(label) > maxLabelLen {
+			return "domain label longer than 63 characters"
+		}
+	}
+	tld := labels[len(labels)-1]
+	if strings.Trim(tld, "0123456789") == "" {
+		return "top-level domain is all digits"
+	}
+	return ""
+}
