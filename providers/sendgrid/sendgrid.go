@@ -233,7 +233,7 @@ func (p *Provider) Send(ctx context.Context, msg *providers.Message) (providers.
 		_ = resp.Body.Close()
 	}()
 	answer, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
-	r, err := classify(resp.StatusCode, resp.Header, answer, p.now())
+	r, err := classify(resp.StatusCode, resp.Header, redact(answer, p.key), p.now())
 	if err == nil && r.MessageID == "" {
 		// SendGrid always sends X-Message-Id; a proxy might drop it.
 		r.MessageID = msg.MessageID
@@ -320,4 +320,13 @@ func address(header, bare string) *sgmail.Email {
 		return sgmail.NewEmail(a.Name, a.Address)
 	}
 	return sgmail.NewEmail("", bare)
+}
+
+// redact removes the key from an answer before any of it can reach an error, should a
+// confused server or proxy echo the request back.
+func redact(answer []byte, key providers.Secret) []byte {
+	if key.Empty() {
+		return answer
+	}
+	return bytes.ReplaceAll(answer, []byte(key.Reveal()), []byte("[redacted]"))
 }

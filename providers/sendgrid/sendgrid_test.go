@@ -456,7 +456,7 @@ func TestKeyNeverLeaks(t *testing.T) {
 		f := newFake(t, func(w http.ResponseWriter, r *http.Request, _ int) bool {
 			// A hostile or confused server echoes the request back.
 			w.Header().Set("Location", "http://elsewhere.example/"+r.Header.Get("Authorization"))
-			jsonAnswer(w, status, []byte(`{"errors":[{"message":"`+r.Header.Get("Authorization")[:6]+`","field":null}]}`))
+			jsonAnswer(w, status, []byte(`{"errors":[{"message":"echo `+r.Header.Get("Authorization")+`","field":"`+r.Header.Get("Authorization")+`"}]}`))
 			return false
 		})
 		p := newProvider(t, f.srv.URL, Config{})
