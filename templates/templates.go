@@ -127,13 +127,34 @@ func fileName(name, def string) string {
 }
 
 // templateError turns an error of text/template or html/template into an *Error naming
-// file. The packages' messages already carry the file and line; only their "template: "
-// prefix is dropped.
+// file and line. The packages' messages carry "template: FILE:LINE[:COL]: "; that prefix
+// is parsed off into File and Line.
 func templateError(file string, err error) error {
 	msg := strings.TrimPrefix(err.Error(), "template: ")
 	msg = strings.TrimPrefix(msg, "html/template:")
-	msg = strings.TrimPrefix(msg, file+":")
-	return &Error{File: file, Msg: strings.TrimSpace(msg), Err: err}
+	e := &Error{File: file, Err: err}
+	if rest, ok := strings.CutPrefix(msg, file+":"); ok {
+		line, n := leadingInt(rest)
+		if n > 0 && n < len(rest) && rest[n] == ':' {
+			e.Line = line
+			rest = rest[n+1:]
+			if _, m := leadingInt(rest); m > 0 && m < len(rest) && rest[m] == ':' {
+				rest = rest[m+1:] // the column
+			}
+			msg = rest
+		}
+	}
+	e.Msg = strings.TrimSpace(msg)
+	return e
+}
+
+// leadingInt parses the decimal digits at the start of s; n is how many there were.
+func leadingInt(s string) (v, n int) {
+	for n < len(s) && n < 9 && s[n] >= '0' && s[n] <= '9' {
+		v = v*10 + int(s[n]-'0')
+		n++
+	}
+	return v, n
 }
 
 // Parse parses a campaign's templates. A syntax error names the file and line. At least
@@ -312,7 +333,26 @@ func DeriveText(html string) string {
 		html2text.WithLinksInnerText(),
 		html2text.WithUnixLineBreaks(),
 		html2text.WithListSupport())
-	return strings.TrimSpace(t) + "\n"
+	return trimLines(t)
+}
+
+// trimLines drops the spaces the converter leaves at the start and end of lines and at
+// both ends of the text, and ends the text with one newline.
+func trimLines(t string) string {
+	t = strings.TrimSpace(t)
+	var b strings.Builder
+	b.Grow(len(t) + 1)
+	for len(t) > 0 {
+		line := t
+		if i := strings.IndexByte(t, '\n'); i >= 0 {
+			line, t = t[:i], t[i+1:]
+		} else {
+			t = ""
+		}
+		b.WriteString(strings.Trim(line, " "))
+		b.WriteByte('\n')
+	}
+	return b.String()
 }
 
 // HeaderText makes s safe as a header value: it is made valid UTF-8, every run of
@@ -332,17 +372,20 @@ func HeaderText(s string) string {
 	}
 	var b strings.Builder
 	b.Grow(len(s))
-	space := false
+	replaced := false // the last byte written stands for a run of control characters
 	for _, r := range strings.ToValidUTF8(s, "\uFFFD") {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\u2028' || r == '\u2029' {
-			if !space {
+		switch {
+		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\u2028' || r == '\u2029':
+			if b.Len() == 0 || b.String()[b.Len()-1] != ' ' {
 				b.WriteByte(' ')
-				space = true
 			}
-			continue
+			replaced = true
+		case r == ' ' && replaced:
+			// a space next to a replaced run joins it
+		default:
+			replaced = false
+			b.WriteRune(r)
 		}
-		space = false
-		b.WriteRune(r)
 	}
 	return strings.TrimSpace(b.String())
 }
