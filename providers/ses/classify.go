@@ -1,0 +1,209 @@
+package ses
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/heraldmail/herald/providers"
+)
+
+// Error names (smithy.APIError ErrorCode) and what they mean for the pipeline. SES v2
+// names its own exceptions; the AWS front end adds the generic ones (Throttling,
+// AccessDenied, InvalidClientTokenId, …), which come back as smithy.GenericAPIError.
+var codeKinds = map[string]struct {
+	kind     providers.Kind
+	slowDown bool
+}{
+	// The sending rate is exceeded: retry later and lower the rate.
+	"TooManyRequestsException": {providers.Temporary, true},
+	"Throttling":               {providers.Temporary, true},
+	"ThrottlingException":      {providers.Temporary, true},
+	"LimitExceededException":   {providers.Temporary, true},
+	"LimitExceeded":            {providers.Temporary, true},
+	// The account or its configuration stops every message.
+	"SendingPausedException":             {providers.Fatal, false},
+	"AccountSuspendedException":          {providers.Fatal, false},
+	"MailFromDomainNotVerifiedException": {providers.Fatal, false},
+	"NotFoundException":                  {providers.Fatal, false}, // the configuration set
+	"AccessDenied":                       {providers.Fatal, false},
+	"AccessDeniedException":              {providers.Fatal, false},
+	"InvalidClientTokenId":               {providers.Fatal, false},
+	"UnrecognizedClientException":        {providers.Fatal, false},
+	"SignatureDoesNotMatch":              {providers.Fatal, false},
+	"InvalidSignatureException":          {providers.Fatal, false},
+	"IncompleteSignature":                {providers.Fatal, false},
+	"MissingAuthenticationToken":         {providers.Fatal, false},
+	"ExpiredToken":                       {providers.Fatal, false},
+	"ExpiredTokenException":              {providers.Fatal, false},
+	// This message will never be accepted.
+	"MessageRejected":     {providers.Permanent, false},
+	"BadRequestException": {providers.Permanent, false},
+	// SES itself failed: retry later.
+	"InternalFailure":               {providers.Temporary, false},
+	"InternalServiceErrorException": {providers.Temporary, false},
+	"ServiceUnavailable":            {providers.Temporary, false},
+	"ServiceUnavailableException":   {providers.Temporary, false},
+}
+
+// unnamed is what the SDK calls an error answer that carries no error name.
+const unnamed = "UnknownError"
+
+// apiCode returns the API's error name in err's chain, or "".
+func apiCode(err error) string {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		return ae.ErrorCode()
+	}
+	return ""
+}
+
+// classify turns an error of the SES v2 client into a *providers.Error. wrote says
+// whether the request had been completely written to the server; from is the message's
+// From address.
+//
+// Kinds are decided from the SDK's typed errors: the API's error name (X-Amzn-ErrorType),
+// the HTTP status, a transport failure (smithyhttp.RequestSendError) or a cancellation
+// (smithy.CanceledError). Message text is read in two places only, because SES
+// distinguishes these cases by nothing else:
+//   - "Daily message quota exceeded" comes with the same error names as a passing
+//     throttle (Throttling, TooManyRequestsException, LimitExceededException) but stops
+//     the run (Fatal) where the throttle only slows it down;
+//   - MessageRejected "Email address is not verified … failed the check …: <from>" in the
+//     SES sandbox concerns the sender, not the recipient: Fatal, since every message of
+//     the campaign would be rejected the same way.
+//
+// MessageRejected is otherwise Permanent without Bounce: SES rejects at the API for the
+// content or identities, not for a mailbox that does not exist (that arrives later as a
+// bounce event), so the recipient's address is not suppressed.
+func classify(err error, wrote bool, from string) *providers.Error {
+	if pe := providers.AsError(err); pe != nil {
+		return pe
+	}
+	e := &providers.Error{Provider: Kind, Kind: providers.Temporary, Err: err}
+
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) && re.Response != nil {
+		e.Code = re.HTTPStatusCode()
+		e.RetryAfter = retryAfter(re.Response.Header.Get("Retry-After"))
+	}
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		e.Enhanced, e.Message = ae.ErrorCode(), ae.ErrorMessage()
+		// The SDK's filler when the answer named no error.
+		if e.Enhanced == unnamed {
+			e.Enhanced = ""
+		}
+		if e.Message == unnamed {
+			e.Message = ""
+		}
+	}
+
+	if e.Code == 0 && e.Enhanced == "" {
+		// No answer from SES.
+		var canceled *smithy.CanceledError
+		var send *smithyhttp.RequestSendError
+		var params smithy.InvalidParamsError
+		switch {
+		case errors.As(err, &canceled) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+			e.Message = "request cut short: " + cause(err).Error()
+			if wrote {
+				e.Kind = providers.Unknown
+				e.Message = "no answer before the request was cut short (SES may have accepted the message): " + cause(err).Error()
+			}
+		case errors.As(err, &send):
+			e.Message = send.Err.Error()
+			if wrote {
+				e.Kind = providers.Unknown
+				e.Message = "connection lost after the message was sent (SES may have accepted it): " + e.Message
+			} else {
+				e.Connection = true
+			}
+		case errors.As(err, &params):
+			e.Kind = providers.Permanent
+			e.Message = params.Error()
+		case wrote:
+			e.Kind = providers.Unknown
+			e.Message = err.Error()
+		default:
+			// Failed before anything was sent, the same way for every message:
+			// credentials that cannot be found or signed with, an unusable endpoint.
+			e.Kind = providers.Fatal
+			e.Message = "cannot send a request to SES: " + err.Error()
+		}
+		return e
+	}
+
+	if e.Code >= 200 && e.Code < 300 {
+		// SES answered success but the answer could not be read.
+		e.Kind = providers.Unknown
+		if e.Message == "" {
+			e.Message = "SES answered " + strconv.Itoa(e.Code) + " with an unreadable body: " + cause(err).Error()
+		}
+		return e
+	}
+	if e.Message == "" {
+		e.Message = http.StatusText(e.Code)
+	}
+
+	lower := strings.ToLower(e.Message)
+	if ck, ok := codeKinds[e.Enhanced]; ok {
+		e.Kind, e.SlowDown = ck.kind, ck.slowDown
+		switch {
+		case ck.slowDown && strings.Contains(lower, "daily message quota exceeded"):
+			e.Kind, e.SlowDown = providers.Fatal, false
+		case e.Enhanced == "MessageRejected" && from != "" &&
+			strings.Contains(lower, "not verified") && strings.Contains(lower, strings.ToLower(from)):
+			e.Kind = providers.Fatal
+		}
+		return e
+	}
+	if strings.Contains(lower, "maximum sending rate exceeded") {
+		e.Kind, e.SlowDown = providers.Temporary, true
+		return e
+	}
+	switch {
+	case e.Code == http.StatusTooManyRequests:
+		e.Kind, e.SlowDown = providers.Temporary, true
+	case e.Code == http.StatusRequestTimeout || e.Code >= 500:
+		e.Kind = providers.Temporary
+	case e.Code == http.StatusUnauthorized || e.Code == http.StatusForbidden || e.Code == http.StatusNotFound:
+		// Credentials, permissions, or an endpoint that is not SES: the same for every message.
+		e.Kind = providers.Fatal
+	case e.Code >= 400:
+		e.Kind = providers.Permanent
+	}
+	return e
+}
+
+// cause strips the SDK's operation wrapper from err for a shorter message.
+func cause(err error) error {
+	var oe *smithy.OperationError
+	if errors.As(err, &oe) && oe.Err != nil {
+		return oe.Err
+	}
+	return err
+}
+
+// retryAfter reads a Retry-After header: delay seconds or an HTTP date.
+func retryAfter(v string) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n > 0 {
+		return time.Duration(n) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := time.Until(t); d > 0 {
+			return d
+		}
+	}
+	return 0
+}
