@@ -1,0 +1,318 @@
+package campaign
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/heraldmail/herald/campaign/journal"
+	"github.com/heraldmail/herald/providers"
+)
+
+// Recorder is the part of the journal the workers use: a durable claim before a message
+// is handed over, an outcome after.
+type Recorder interface {
+	Claim(ctx context.Context, c journal.Claim) error
+	Record(o journal.Outcome)
+	Err() error
+}
+
+// Counters are the live counts of a run, read by progress reporters.
+type Counters struct {
+	Sent, Failed, Deferred, Unknown atomic.Int64
+	// AlreadyDone counts recipients another outcome got to first (a claim refused).
+	AlreadyDone atomic.Int64
+}
+
+// Done is the number of recipients that reached an outcome in this run.
+func (c *Counters) Done() int64 {
+	return c.Sent.Load() + c.Failed.Load() + c.Deferred.Load() + c.Unknown.Load() + c.AlreadyDone.Load()
+}
+
+// StopError says why a run stopped before the end of the list.
+type StopError struct {
+	// Reason is "interrupted", "fatal" or "unreachable".
+	Reason string
+	Err    error
+}
+
+func (e *StopError) Error() string {
+	switch e.Reason {
+	case "interrupted":
+		return "interrupted: in-flight sends were recorded; run the same command again to resume"
+	case "unreachable":
+		return fmt.Sprintf("stopped: the provider is unreachable (%v); the rest stays pending, run again later to resume", e.Err)
+	}
+	return fmt.Sprintf("stopped: %v; recipients not yet attempted stay pending", e.Err)
+}
+
+func (e *StopError) Unwrap() error { return e.Err }
+
+// unreachableAfter is how many connection failures in a row, with no success between
+// them, mean that the provider is down rather than one message unlucky.
+const unreachableAfter = 5
+
+// Pipeline sends recipients through a provider with a worker pool, one rate limiter
+// shared by all workers, retries with backoff and jitter, and a journal record of every
+// outcome. Each piece is small: the Renderer renders, the limiter limits, the Recorder
+// records; the Pipeline only wires them.
+type Pipeline struct {
+	Campaign *Campaign
+	Provider providers.Provider
+	Renderer *Renderer
+	Journal  Recorder
+	Limiter  *rate.Limiter
+	Workers  int
+	Retry    Retry
+	Now      func() time.Time
+	// Grace bounds how long in-flight sends may go on after a stop (0: 30s).
+	Grace time.Duration
+	// Warnf reports things a human should know (nil: ignored).
+	Warnf    func(format string, args ...any)
+	Counters *Counters
+
+	connFails atomic.Int64
+}
+
+// errLimit ends a feed that reached --limit.
+var errLimit = errors.New("limit reached")
+
+// Run feeds recipients from feed to the workers until the feed ends, limit recipients
+// were started (limit < 0: no limit), ctx is cancelled (interrupted) or a fatal error
+// stops the run. It returns a *StopError when the run stopped early.
+func (p *Pipeline) Run(ctx context.Context, limit int, feed func(fn func(*Recipient) error) error) error {
+	if p.Now == nil {
+		p.Now = time.Now
+	}
+	if p.Counters == nil {
+		p.Counters = &Counters{}
+	}
+	grace := p.Grace
+	if grace == 0 {
+		grace = 30 * time.Second
+	}
+	stopCtx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	// Sends in flight outlive a stop by up to grace, so that their outcome is known.
+	sendCtx, cancelSends := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelSends()
+	unhook := context.AfterFunc(stopCtx, func() {
+		t := time.AfterFunc(grace, cancelSends)
+		context.AfterFunc(sendCtx, func() { t.Stop() })
+	})
+	defer unhook()
+
+	jobs := make(chan *Recipient)
+	var wg sync.WaitGroup
+	for i := 0; i < p.Workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for rc := range jobs {
+				p.handle(stopCtx, sendCtx, stop, rc)
+			}
+		}()
+	}
+	started := 0
+	feedErr := feed(func(rc *Recipient) error {
+		if limit >= 0 && started >= limit {
+			return errLimit
+		}
+		if err := p.Journal.Err(); err != nil {
+			stop(&StopError{Reason: "fatal", Err: fmt.Errorf("journal: %w", err)})
+		}
+		select {
+		case jobs <- rc:
+			started++
+			return nil
+		case <-stopCtx.Done():
+			return context.Cause(stopCtx)
+		}
+	})
+	close(jobs)
+	wg.Wait()
+
+	if cause := context.Cause(stopCtx); cause != nil && !errors.Is(cause, context.Canceled) {
+		var se *StopError
+		if errors.As(cause, &se) {
+			return se
+		}
+	}
+	if ctx.Err() != nil {
+		return &StopError{Reason: "interrupted", Err: ctx.Err()}
+	}
+	if feedErr != nil && !errors.Is(feedErr, errLimit) {
+		return feedErr
+	}
+	return p.Journal.Err()
+}
+
+func (p *Pipeline) warnf(format string, args ...any) {
+	if p.Warnf != nil {
+		p.Warnf(format, args...)
+	}
+}
+
+// handle takes one recipient from render to recorded outcome.
+func (p *Pipeline) handle(stopCtx, sendCtx context.Context, stop context.CancelCauseFunc, rc *Recipient) {
+	msg, renderErr := p.Renderer.Message(rc)
+	if err := p.Limiter.Wait(stopCtx); err != nil {
+		return // stopped before it was claimed: it stays pending
+	}
+	if err := p.Journal.Claim(sendCtx, journal.Claim{Key: rc.Key, Email: rc.Email, Line: rc.Line}); err != nil {
+		if errors.Is(err, journal.ErrNotClaimable) {
+			p.Counters.AlreadyDone.Add(1)
+			return
+		}
+		stop(&StopError{Reason: "fatal", Err: fmt.Errorf("journal: %w", err)})
+		return
+	}
+	if renderErr != nil {
+		p.record(rc, journal.Outcome{State: journal.Failed, Reason: "render: " + renderErr.Error()})
+		return
+	}
+	first := p.Now()
+	if rc.Entry != nil && !rc.Entry.FirstAttempt.IsZero() {
+		first = rc.Entry.FirstAttempt
+	}
+	for attempt := 1; ; attempt++ {
+		receipt, err := p.Provider.Send(sendCtx, msg)
+		if err == nil {
+			p.connFails.Store(0)
+			p.record(rc, journal.Outcome{State: journal.Sent, ProviderID: receipt.MessageID})
+			return
+		}
+		pe := providers.AsError(err)
+		o := journal.Outcome{Reason: err.Error()}
+		if pe != nil {
+			o.Code, o.Enhanced = pe.Code, pe.Enhanced
+		}
+		switch providers.KindOf(err) {
+		case providers.Permanent:
+			o.State = journal.Failed
+			o.Suppress = pe != nil && pe.Bounce
+			p.record(rc, o)
+			return
+		case providers.Unknown:
+			o.State = journal.Unknown
+			p.record(rc, o)
+			return
+		case providers.Fatal:
+			o.State = journal.Pending // never handed over: release the claim
+			p.record(rc, o)
+			stop(&StopError{Reason: "fatal", Err: err})
+			return
+		}
+		// Temporary.
+		if pe != nil && pe.Connection {
+			p.connFails.Add(1)
+		} else {
+			p.connFails.Store(0)
+		}
+		if p.connFails.Load() >= unreachableAfter {
+			stop(&StopError{Reason: "unreachable", Err: err})
+		}
+		if pe != nil && pe.SlowDown {
+			p.slowDown()
+		}
+		wait := p.backoff(attempt)
+		if pe != nil && pe.RetryAfter > wait {
+			wait = pe.RetryAfter
+		}
+		if attempt >= p.Retry.Attempts || stopCtx.Err() != nil || sendCtx.Err() != nil {
+			p.defer_(rc, o, first, attempt >= p.Retry.Attempts, wait)
+			return
+		}
+		if !sleep(stopCtx, wait) || p.Limiter.Wait(stopCtx) != nil {
+			p.defer_(rc, o, first, false, 0)
+			return
+		}
+	}
+}
+
+// defer_ leaves a temporarily failed recipient for a later run, or fails it for good once
+// it has been tried for longer than give_up_after.
+func (p *Pipeline) defer_(rc *Recipient, o journal.Outcome, first time.Time, exhausted bool, wait time.Duration) {
+	now := p.Now()
+	if now.Sub(first) >= p.Retry.GiveUpAfter {
+		o.State = journal.Failed
+		o.Reason = fmt.Sprintf("gave up after %s: %s", p.Retry.GiveUpAfter, o.Reason)
+		p.record(rc, o)
+		return
+	}
+	o.State = journal.Deferred
+	o.NextAttempt = now
+	if exhausted {
+		next := p.Retry.MaxBackoff
+		if wait > next {
+			next = wait
+		}
+		o.NextAttempt = now.Add(next)
+	}
+	p.record(rc, o)
+}
+
+func (p *Pipeline) record(rc *Recipient, o journal.Outcome) {
+	o.Key, o.Email = rc.Key, rc.Email
+	p.Journal.Record(o)
+	switch o.State {
+	case journal.Sent:
+		p.Counters.Sent.Add(1)
+	case journal.Failed:
+		p.Counters.Failed.Add(1)
+	case journal.Deferred:
+		p.Counters.Deferred.Add(1)
+	case journal.Unknown:
+		p.Counters.Unknown.Add(1)
+	}
+}
+
+// backoff is the wait before attempt+1: exponential from Retry.Backoff, capped at
+// Retry.MaxBackoff, with full jitter in its upper half.
+func (p *Pipeline) backoff(attempt int) time.Duration {
+	d := p.Retry.Backoff
+	for i := 1; i < attempt && d < p.Retry.MaxBackoff; i++ {
+		d *= 2
+	}
+	if d > p.Retry.MaxBackoff {
+		d = p.Retry.MaxBackoff
+	}
+	if d <= 0 {
+		return 0
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// slowDown halves the shared rate (not below one message a minute) when a provider
+// says it is being throttled.
+func (p *Pipeline) slowDown() {
+	cur := p.Limiter.Limit()
+	next := cur / 2
+	if next < rate.Every(time.Minute) {
+		next = rate.Every(time.Minute)
+	}
+	if next < cur {
+		p.Limiter.SetLimit(next)
+		p.warnf("%s is throttling: rate lowered to %.2f/s", p.Provider.Name(), float64(next))
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,130 @@
+package campaign
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/heraldmail/herald/campaign/journal"
+	"github.com/heraldmail/herald/lists"
+	"github.com/heraldmail/herald/providers"
+)
+
+// PreviewOptions choose what `herald preview` renders.
+type PreviewOptions struct {
+	// Limit is how many messages to render (from the first recipient to send).
+	Limit int
+	// Row, when > 0, renders only the recipient on that data row (1: the first row
+	// after the header), whatever its state.
+	Row int
+	// Store is the journal, read only when it exists (for the unsubscribe secret).
+	Store string
+}
+
+var errEnough = errors.New("enough")
+
+// Preview renders messages without sending or journalling anything.
+func Preview(ctx context.Context, c *Campaign, o PreviewOptions, env Env) ([]*providers.Message, error) {
+	var store *journal.Store
+	if _, err := os.Stat(o.Store); err == nil {
+		if store, err = journal.Open(ctx, o.Store, journal.Options{Now: env.Now}); err != nil {
+			return nil, err
+		}
+		defer store.Close()
+	}
+	secret, err := Secret(ctx, store, env.getenv)
+	if err != nil {
+		return nil, err
+	}
+	// Preview shows what the messages look like, sent or not: the journal is not consulted.
+	src := &Source{Campaign: c, Now: env.Now}
+	cols, err := src.Columns()
+	if err != nil {
+		return nil, err
+	}
+	rd, err := NewRenderer(c, cols, secret, env.Now)
+	if err != nil {
+		return nil, err
+	}
+	var out []*providers.Message
+	if o.Row > 0 {
+		rc, err := src.Row(o.Row)
+		if err != nil {
+			return nil, err
+		}
+		m, err := rd.Message(rc)
+		if err != nil {
+			return nil, &ConfigError{Err: err}
+		}
+		return []*providers.Message{m}, nil
+	}
+	if o.Limit <= 0 {
+		return nil, nil
+	}
+	_, err = src.Scan(ctx, func(rc *Recipient) error {
+		m, err := rd.Message(rc)
+		if err != nil {
+			return &ConfigError{Err: err}
+		}
+		out = append(out, m)
+		if len(out) >= o.Limit {
+			return errEnough
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errEnough) {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Row returns the recipient on data row n (1-based), or an error when the list is
+// shorter or the row's address is invalid.
+func (s *Source) Row(n int) (*Recipient, error) {
+	f, err := os.Open(s.Campaign.ListFile)
+	if err != nil {
+		return nil, configErr("list: %v", err)
+	}
+	defer f.Close()
+	r, err := lists.NewReader(f, s.listOptions())
+	if err != nil {
+		return nil, &ConfigError{Err: err}
+	}
+	for i := 1; ; i++ {
+		row, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return nil, configErr("%s: --row %d: the list has only %d data row(s)", s.Campaign.ListFile, n, i-1)
+		}
+		if err != nil {
+			return nil, &ConfigError{Err: err}
+		}
+		if i < n {
+			continue
+		}
+		if row.Invalid != "" {
+			return nil, configErr("%s:%d: invalid address %q: %s", s.Campaign.ListFile, row.Line, row.Email, row.Invalid)
+		}
+		return &Recipient{Line: row.Line, Email: row.Email, Key: row.Key, Fields: row.Fields}, nil
+	}
+}
+
+// Validate checks a campaign as `herald validate` does: the file, the provider's settings
+// and secret variables (without connecting), every list row, and a rendering of every
+// recipient. It sends nothing.
+func Validate(ctx context.Context, c *Campaign, store string, warn func(Warning), env Env) (*Summary, error) {
+	if err := CheckProvider(c, env, true); err != nil {
+		return &Summary{Campaign: c.Name, DryRun: true}, err
+	}
+	sum, err := Send(ctx, c, SendOptions{DryRun: true, Limit: -1, Store: store, Warn: warn}, env)
+	if err != nil && !isConfigErr(err) {
+		err = &ConfigError{Err: fmt.Errorf("%w", err)}
+	}
+	return sum, err
+}
+
+func isConfigErr(err error) bool {
+	var ce *ConfigError
+	return errors.As(err, &ce)
+}

@@ -1,0 +1,241 @@
+package campaign
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/heraldmail/herald/campaign/journal"
+	"github.com/heraldmail/herald/lists"
+)
+
+// Recipient is a list row that is to be sent in this run.
+type Recipient struct {
+	Line  int
+	Email string
+	Key   string
+	// Fields holds the row's fields, one per list column.
+	Fields []string
+	// Entry is the journal's record of an earlier attempt (nil for a first attempt).
+	Entry *journal.Entry
+}
+
+// Skipped counts rows that are not sent, by reason.
+type Skipped struct {
+	Invalid     int `json:"invalid"`
+	Duplicate   int `json:"duplicate"`
+	Suppressed  int `json:"suppressed"`
+	AlreadyDone int `json:"already_done"`
+}
+
+// Warning is a row-level problem: the row is skipped, the rest still sends.
+type Warning struct {
+	Line   int
+	Reason string
+}
+
+// Lookup is what the source asks of the journal; a nil Lookup means "no journal yet".
+type Lookup interface {
+	Lookup(ctx context.Context, campaign string, keys []string) (map[string]journal.Entry, error)
+	Suppressed(ctx context.Context, keys []string) (map[string]journal.Suppression, error)
+}
+
+// Source reads the list of a campaign and sorts every row into exactly one of: to send,
+// invalid, duplicate, suppressed, already done (or not yet due for a retry).
+type Source struct {
+	Campaign *Campaign
+	// Journal answers lookups of earlier outcomes and the store's suppression list (nil: none).
+	Journal Lookup
+	// Now is the clock for deferred retries.
+	Now func() time.Time
+	// Warn receives invalid and duplicate rows (nil: ignored).
+	Warn func(Warning)
+
+	suppressed map[string]struct{}
+}
+
+// ScanResult is what one pass over the list found.
+type ScanResult struct {
+	Columns []string
+	// Total is the number of data rows.
+	Total   int
+	Skipped Skipped
+	// NotDue counts deferred recipients whose next attempt is later than now.
+	NotDue int
+	// GaveUp are deferred recipients past give_up_after: they must be marked failed.
+	GaveUp []Recipient
+	// ToSend counts recipients handed to fn; Retries those of them that are deferred
+	// recipients due for another attempt.
+	ToSend, Retries int
+}
+
+const batchSize = 256
+
+// Columns checks the list's header and returns its columns without reading the rows.
+func (s *Source) Columns() ([]string, error) {
+	f, err := os.Open(s.Campaign.ListFile)
+	if err != nil {
+		return nil, configErr("list: %v", err)
+	}
+	defer f.Close()
+	r, err := lists.NewReader(f, s.listOptions())
+	if err != nil {
+		return nil, &ConfigError{Err: err}
+	}
+	return r.Columns(), nil
+}
+
+func (s *Source) listOptions() lists.Options {
+	return lists.Options{
+		Name:        s.Campaign.ListFile,
+		Delimiter:   s.Campaign.ListDelimiter,
+		Encoding:    s.Campaign.ListEncoding,
+		EmailColumn: s.Campaign.ListEmailColumn,
+	}
+}
+
+func (s *Source) loadSuppressFiles() error {
+	if s.suppressed != nil {
+		return nil
+	}
+	s.suppressed = map[string]struct{}{}
+	for _, path := range s.Campaign.SuppressFiles {
+		f, err := os.Open(path)
+		if err != nil {
+			return configErr("suppress: %v", err)
+		}
+		err = lists.ReadAddresses(f, path, func(key string, _ int) error {
+			s.suppressed[key] = struct{}{}
+			return nil
+		})
+		f.Close()
+		if err != nil {
+			return &ConfigError{Err: err}
+		}
+	}
+	return nil
+}
+
+// Scan reads the whole list once and calls fn, in list order, with every recipient to
+// send. A structural problem of the list is a *ConfigError; an error from fn stops the
+// scan and is returned.
+func (s *Source) Scan(ctx context.Context, fn func(*Recipient) error) (ScanResult, error) {
+	var res ScanResult
+	if err := s.loadSuppressFiles(); err != nil {
+		return res, err
+	}
+	f, err := os.Open(s.Campaign.ListFile)
+	if err != nil {
+		return res, configErr("list: %v", err)
+	}
+	defer f.Close()
+	r, err := lists.NewReader(f, s.listOptions())
+	if err != nil {
+		return res, &ConfigError{Err: err}
+	}
+	res.Columns = r.Columns()
+	now := time.Now
+	if s.Now != nil {
+		now = s.Now
+	}
+	dedup := lists.NewDeduper()
+	batch := make([]*Recipient, 0, batchSize)
+	keys := make([]string, 0, batchSize)
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		defer func() { batch, keys = batch[:0], keys[:0] }()
+		var entries map[string]journal.Entry
+		var supp map[string]journal.Suppression
+		if s.Journal != nil {
+			var err error
+			if supp, err = s.Journal.Suppressed(ctx, keys); err != nil {
+				return err
+			}
+			if entries, err = s.Journal.Lookup(ctx, s.Campaign.Name, keys); err != nil {
+				return err
+			}
+		}
+		t := now()
+		for _, rc := range batch {
+			if _, ok := supp[rc.Key]; ok {
+				res.Skipped.Suppressed++
+				continue
+			}
+			if e, ok := entries[rc.Key]; ok {
+				switch e.State {
+				case journal.Pending:
+				case journal.Deferred:
+					if !e.FirstAttempt.IsZero() && t.Sub(e.FirstAttempt) > s.Campaign.Retry.GiveUpAfter {
+						e := e
+						rc.Entry = &e
+						res.GaveUp = append(res.GaveUp, *rc)
+						continue
+					}
+					if t.Before(e.NextAttempt) {
+						res.NotDue++
+						continue
+					}
+				default:
+					res.Skipped.AlreadyDone++
+					continue
+				}
+				e := e
+				rc.Entry = &e
+				if e.State == journal.Deferred {
+					res.Retries++
+				}
+			}
+			res.ToSend++
+			if err := fn(rc); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		row, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return res, &ConfigError{Err: err}
+		}
+		res.Total++
+		if row.Invalid != "" {
+			res.Skipped.Invalid++
+			s.warn(row.Line, fmt.Sprintf("invalid address %q: %s", row.Email, row.Invalid))
+			continue
+		}
+		if first, dup := dedup.Add(row.Key, row.Line); dup {
+			res.Skipped.Duplicate++
+			s.warn(row.Line, fmt.Sprintf("duplicate of line %d (%s)", first, row.Email))
+			continue
+		}
+		if _, ok := s.suppressed[row.Key]; ok {
+			res.Skipped.Suppressed++
+			continue
+		}
+		batch = append(batch, &Recipient{Line: row.Line, Email: row.Email, Key: row.Key, Fields: row.Fields})
+		keys = append(keys, row.Key)
+		if len(batch) == batchSize {
+			if err := flush(); err != nil {
+				return res, err
+			}
+		}
+	}
+	return res, flush()
+}
+
+func (s *Source) warn(line int, reason string) {
+	if s.Warn != nil {
+		s.Warn(Warning{Line: line, Reason: reason})
+	}
+}

@@ -1,0 +1,99 @@
+package campaign
+
+import (
+	"context"
+	"os"
+
+	"github.com/heraldmail/herald/campaign/journal"
+)
+
+// Status is the state of a campaign's journal, for `herald status`.
+type Status struct {
+	Campaign string `json:"campaign"`
+	// Total is the number of data rows in the list (-1 when the list cannot be read).
+	Total    int `json:"total"`
+	Pending  int `json:"pending"`
+	Sending  int `json:"sending"`
+	Sent     int `json:"sent"`
+	Deferred int `json:"deferred"`
+	Failed   int `json:"failed"`
+	Unknown  int `json:"unknown"`
+	// Skipped counts the list rows that will not be sent.
+	Skipped *Skipped `json:"skipped,omitempty"`
+	// LastRun is the summary of the latest run, when there was one.
+	LastRun *RunSummary `json:"last_run,omitempty"`
+	// Rows lists failed, deferred and unknown recipients when asked for.
+	Rows []StatusRow `json:"recipients,omitempty"`
+}
+
+// RunSummary is a finished run as `status` reports it.
+type RunSummary struct {
+	Started string `json:"started"`
+	Ended   string `json:"ended,omitempty"`
+	PID     int    `json:"pid"`
+}
+
+// StatusRow is one recipient that needs a look.
+type StatusRow struct {
+	Email    string `json:"email"`
+	Line     int    `json:"line"`
+	State    string `json:"state"`
+	Attempts int    `json:"attempts"`
+	Code     int    `json:"code,omitempty"`
+	Enhanced string `json:"enhanced,omitempty"`
+	Reason   string `json:"reason,omitempty"`
+	Updated  string `json:"updated,omitempty"`
+}
+
+// ReadStatus counts the journal's states for c; pending counts the list rows still to
+// send (not yet attempted, or released). With rows it also lists the failed, deferred and
+// unknown recipients.
+func ReadStatus(ctx context.Context, c *Campaign, storePath string, rows bool, env Env) (*Status, error) {
+	st := &Status{Campaign: c.Name, Total: -1}
+	if _, err := os.Stat(storePath); err != nil {
+		return st, configErr("store %s: no journal yet (nothing has been sent with it)", storePath)
+	}
+	store, err := journal.Open(ctx, storePath, journal.Options{Now: env.Now})
+	if err != nil {
+		return st, err
+	}
+	defer store.Close()
+	counts, err := store.Counts(ctx, c.Name)
+	if err != nil {
+		return st, err
+	}
+	st.Sending = counts[journal.Sending]
+	st.Sent = counts[journal.Sent]
+	st.Deferred = counts[journal.Deferred]
+	st.Failed = counts[journal.Failed]
+	st.Unknown = counts[journal.Unknown]
+	st.Pending = counts[journal.Pending]
+	src := &Source{Campaign: c, Journal: store, Now: env.Now}
+	if res, err := src.Scan(ctx, func(*Recipient) error { return nil }); err == nil {
+		st.Total = res.Total
+		st.Pending = res.ToSend - res.Retries
+		sk := res.Skipped
+		st.Skipped = &sk
+	}
+	if run, ok, err := store.LastRun(ctx, c.Name); err == nil && ok {
+		st.LastRun = &RunSummary{Started: run.Started.Format("2006-01-02 15:04:05"), PID: run.PID}
+		if !run.Ended.IsZero() {
+			st.LastRun.Ended = run.Ended.Format("2006-01-02 15:04:05")
+		}
+	}
+	if rows {
+		err := store.EachRow(ctx, c.Name, []journal.State{journal.Failed, journal.Deferred, journal.Unknown, journal.Sending}, func(r journal.Row) error {
+			sr := StatusRow{Email: r.Email, Line: r.Line, State: string(r.State), Attempts: r.Attempts,
+				Code: r.Code, Enhanced: r.Enhanced, Reason: r.Reason}
+			if !r.UpdatedAt.IsZero() {
+				sr.Updated = r.UpdatedAt.Format("2006-01-02 15:04:05")
+			}
+			st.Rows = append(st.Rows, sr)
+			return nil
+		})
+		if err != nil {
+			return st, err
+		}
+	}
+	return st, nil
+}

@@ -1,0 +1,178 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/heraldmail/herald/campaign"
+	"github.com/heraldmail/herald/providers"
+	"github.com/heraldmail/herald/providers/all"
+)
+
+// IO is everything a command touches outside itself, injected so commands can be tested
+// with buffers.
+type IO struct {
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	Getenv         func(string) string
+	Now            func() time.Time
+	// StdinTTY and StderrTTY say whether those streams are terminals.
+	StdinTTY, StderrTTY bool
+	// Signals receives SIGINT/SIGTERM (nil: none).
+	Signals <-chan os.Signal
+	// Exit ends the process at once (a second Ctrl-C).
+	Exit func(code int)
+}
+
+func newSystemIO() *IO {
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	return &IO{
+		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
+		Getenv:    os.Getenv,
+		Now:       time.Now,
+		StdinTTY:  term.IsTerminal(int(os.Stdin.Fd())),
+		StderrTTY: term.IsTerminal(int(os.Stderr.Fd())),
+		Signals:   sig,
+		Exit:      os.Exit,
+	}
+}
+
+// Exit codes (PRODUCT.md "Exit codes and output").
+const (
+	exitOK          = 0
+	exitFailed      = 1
+	exitUsage       = 2
+	exitInterrupted = 130
+)
+
+// usageError marks bad flags or arguments.
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+
+// exitError carries an exit code for a run that completed but must not exit 0 (some
+// recipients failed); the summary has been printed already.
+type exitError struct{ code int }
+
+func (e *exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+// exitCode maps an error to the process's exit code: the one place that decides.
+func exitCode(err error) int {
+	var ee *exitError
+	var ue *usageError
+	var ce *campaign.ConfigError
+	var se *campaign.StopError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &ee):
+		return ee.code
+	case errors.As(err, &ue), errors.As(err, &ce):
+		return exitUsage
+	case errors.As(err, &se) && se.Reason == "interrupted":
+		return exitInterrupted
+	case errors.Is(err, context.Canceled):
+		return exitInterrupted
+	}
+	return exitFailed
+}
+
+type app struct {
+	io       *IO
+	ran      bool
+	registry providers.Registry
+}
+
+func (a *app) env() campaign.Env {
+	return campaign.Env{Registry: a.registry, Getenv: a.io.Getenv, Now: a.io.Now, Warnf: a.warnf}
+}
+
+func (a *app) warnf(format string, args ...any) {
+	fmt.Fprintf(a.io.Stderr, "herald: warning: "+format+"\n", args...)
+}
+
+func (a *app) infof(format string, args ...any) {
+	fmt.Fprintf(a.io.Stderr, format+"\n", args...)
+}
+
+// Main runs herald with args and returns the exit code.
+func Main(args []string, sys *IO) int {
+	a := &app{io: sys, registry: all.Registry()}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if sys.Signals != nil {
+		go func() {
+			select {
+			case <-sys.Signals:
+			case <-ctx.Done():
+				return
+			}
+			fmt.Fprintln(sys.Stderr, "\nherald: stopping: finishing the messages in flight (Ctrl-C again to quit at once)")
+			cancel()
+			select {
+			case <-sys.Signals:
+				fmt.Fprintln(sys.Stderr, "herald: quit; the journal is consistent, re-run to resume")
+				sys.Exit(exitInterrupted)
+			case <-time.After(24 * time.Hour):
+			}
+		}()
+	}
+	root := a.rootCmd()
+	root.SetArgs(args)
+	root.SetIn(sys.Stdin)
+	root.SetOut(sys.Stdout)
+	root.SetErr(sys.Stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	if !a.ran {
+		// cobra found no command to run or could not parse the arguments.
+		err = &usageError{err: err}
+	}
+	var ee *exitError
+	if !errors.As(err, &ee) {
+		fmt.Fprintf(sys.Stderr, "herald: %v\n", err)
+	}
+	return exitCode(err)
+}
+
+func (a *app) rootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "herald",
+		Short:         "Send email campaigns from a subscriber CSV and a template",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRun: func(*cobra.Command, []string) { a.ran = true },
+	}
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return &usageError{err: fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())}
+	})
+	root.AddCommand(a.initCmd(), a.validateCmd(), a.previewCmd(), a.sendCmd(), a.statusCmd(),
+		a.suppressCmd(), a.scheduleCmd(), a.serveCmd(), a.versionCmd())
+	return root
+}
+
+// args wraps a cobra positional-args check into a usage error.
+func args(check cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(c *cobra.Command, a []string) error {
+		if err := check(c, a); err != nil {
+			return &usageError{err: fmt.Errorf("%s: %w", c.CommandPath(), err)}
+		}
+		return nil
+	}
+}
+
+func (a *app) load(path string) (*campaign.Campaign, error) {
+	return campaign.Load(path, a.io.Now())
+}

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/heraldmail/herald/campaign"
+	"github.com/heraldmail/herald/campaign/journal"
+)
+
+type sendOptions struct {
+	path          string
+	dryRun        bool
+	limit         int
+	rate          string
+	workers       int
+	yes           bool
+	json          bool
+	store         string
+	resendUnknown bool
+}
+
+func (a *app) sendCmd() *cobra.Command {
+	var o sendOptions
+	c := &cobra.Command{
+		Use:   "send CAMPAIGN.yaml",
+		Short: "Send a campaign (resumable: a re-run sends only what is not done yet)",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			o.path = argv[0]
+			if !cmd.Flags().Changed("limit") {
+				o.limit = -1
+			} else if o.limit < 0 {
+				return &usageError{err: fmt.Errorf("--limit %d: must be 0 or more", o.limit)}
+			}
+			return a.runSend(cmd.Context(), o)
+		},
+	}
+	f := c.Flags()
+	f.BoolVar(&o.dryRun, "dry-run", false, "render and count everything; send and journal nothing")
+	f.IntVar(&o.limit, "limit", 0, "send at most N new messages in this run")
+	f.StringVar(&o.rate, "rate", "", "override the campaign's rate (10/s, 600/m, 20000/h)")
+	f.IntVar(&o.workers, "workers", 0, "override the campaign's number of workers")
+	f.BoolVar(&o.yes, "yes", false, "do not ask for confirmation")
+	f.BoolVar(&o.json, "json", false, "print the summary as one JSON object on stdout")
+	f.StringVar(&o.store, "store", "", "journal file (default: HERALD_STORE, the file's store:, herald.db beside it)")
+	f.BoolVar(&o.resendUnknown, "resend-unknown", false, "send again to recipients whose earlier outcome is unknown")
+	return c
+}
+
+func (a *app) runSend(ctx context.Context, o sendOptions) error {
+	c, err := a.load(o.path)
+	if err != nil {
+		return err
+	}
+	opts := campaign.SendOptions{
+		DryRun: o.dryRun, Limit: o.limit, Workers: o.workers,
+		Store:         campaign.StorePath(c, o.store, a.io.Getenv),
+		ResendUnknown: o.resendUnknown,
+		Warn:          a.rowWarnings(),
+	}
+	if o.workers < 0 || o.workers > 256 {
+		return &usageError{err: fmt.Errorf("--workers %d: use 1 to 256", o.workers)}
+	}
+	if o.rate != "" {
+		r, err := campaign.ParseRate(o.rate)
+		if err != nil {
+			return &usageError{err: fmt.Errorf("--rate: %w", err)}
+		}
+		opts.Rate = &r
+	}
+	if !o.dryRun {
+		opts.Warn = nil // the dry run and validate list row problems; a send counts them
+		if !o.yes && a.io.StdinTTY {
+			opts.Confirm = a.confirm
+		}
+		opts.Progress = a.progress
+	}
+	sum, err := campaign.Send(ctx, c, opts, a.env())
+	if !isConfig(err) && !isLocked(err) {
+		a.printSummary(sum, o.json)
+	}
+	if err != nil {
+		return err
+	}
+	if sum.Failed > 0 || sum.Deferred > 0 {
+		return &exitError{code: exitFailed}
+	}
+	return nil
+}
+
+func isLocked(err error) bool {
+	var le *journal.LockedError
+	return errors.As(err, &le)
+}
+
+func isConfig(err error) bool {
+	var ce *campaign.ConfigError
+	return errors.As(err, &ce)
+}
+
+// rowWarnings prints skipped rows (invalid, duplicate) to stderr, the first 20 in full.
+func (a *app) rowWarnings() func(campaign.Warning) {
+	n := 0
+	return func(w campaign.Warning) {
+		n++
+		if n <= 20 {
+			a.infof("  line %d: %s", w.Line, w.Reason)
+		} else if n == 21 {
+			a.infof("  … more skipped rows are counted in the summary")
+		}
+	}
+}
+
+func (a *app) confirm(p campaign.Plan) bool {
+	fmt.Fprintf(a.io.Stderr, "Send %q to %d recipient(s) via %s at %.4g/s with %d worker(s) (about %s)? [y/N] ",
+		p.Campaign, p.ToSend, p.Provider, p.Rate, p.Workers, roundETA(p.ETA))
+	line, _ := bufio.NewReader(a.io.Stdin).ReadString('\n')
+	switch strings.ToLower(strings.TrimSpace(line)) {
+	case "y", "yes":
+		return true
+	}
+	return false
+}
+
+func roundETA(d time.Duration) time.Duration {
+	switch {
+	case d > time.Hour:
+		return d.Round(time.Minute)
+	case d > time.Minute:
+		return d.Round(time.Second)
+	}
+	return d.Round(100 * time.Millisecond)
+}
+
+func (a *app) printSummary(s *campaign.Summary, asJSON bool) {
+	if asJSON {
+		fmt.Fprintf(a.io.Stdout, "%s\n", s.JSON())
+	}
+	line := fmt.Sprintf("%s: %d row(s): %d sent, %d failed, %d deferred, %d unknown, %d pending; skipped: %d invalid, %d duplicate, %d suppressed, %d already done",
+		s.Campaign, s.Total, s.Sent, s.Failed, s.Deferred, s.Unknown, s.Pending,
+		s.Skipped.Invalid, s.Skipped.Duplicate, s.Skipped.Suppressed, s.Skipped.AlreadyDone)
+	if s.DryRun {
+		line = fmt.Sprintf("%s (dry run): %d row(s): %d would be sent; skipped: %d invalid, %d duplicate, %d suppressed, %d already done",
+			s.Campaign, s.Total, s.Pending, s.Skipped.Invalid, s.Skipped.Duplicate, s.Skipped.Suppressed, s.Skipped.AlreadyDone)
+	} else if s.Sent > 0 {
+		line += fmt.Sprintf(" (%.1f msg/s over %s)", s.RatePerS, (time.Duration(s.DurationMS) * time.Millisecond).Round(time.Millisecond))
+	}
+	a.infof("%s", line)
+}

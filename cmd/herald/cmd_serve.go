@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/heraldmail/herald/campaign"
+	"github.com/heraldmail/herald/campaign/serve"
+)
+
+func (a *app) serveCmd() *cobra.Command {
+	var (
+		sf   storeFlags
+		addr string
+	)
+	c := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve one-click unsubscribe (RFC 8058) over HTTP, feeding the suppression list",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			st, err := a.openStore(ctx, sf)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			secret, err := campaign.Secret(ctx, st, a.io.Getenv)
+			if err != nil {
+				return err
+			}
+			h, err := serve.New(st, secret, a.io.Now)
+			if err != nil {
+				return err
+			}
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				return &usageError{err: fmt.Errorf("serve: %w", err)}
+			}
+			srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+			a.infof("herald serve: listening on http://%s (unsubscribe links: any path ending in a token)", ln.Addr())
+			go func() {
+				<-ctx.Done()
+				sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+				defer cancel()
+				_ = srv.Shutdown(sctx)
+			}()
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		},
+	}
+	sf.bind(c)
+	c.Flags().StringVar(&addr, "addr", "127.0.0.1:8080", "address to listen on")
+	return c
+}

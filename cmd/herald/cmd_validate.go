@@ -1,0 +1,31 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/heraldmail/herald/campaign"
+)
+
+func (a *app) validateCmd() *cobra.Command {
+	var store string
+	c := &cobra.Command{
+		Use:   "validate CAMPAIGN.yaml",
+		Short: "Check the campaign file, provider settings, every list row and template; send nothing",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			c, err := a.load(argv[0])
+			if err != nil {
+				return err
+			}
+			sum, err := campaign.Validate(cmd.Context(), c, campaign.StorePath(c, store, a.io.Getenv), a.rowWarnings(), a.env())
+			if err != nil {
+				return err
+			}
+			a.infof("%s is valid: %d row(s): %d to send; skipped: %d invalid, %d duplicate, %d suppressed, %d already done",
+				argv[0], sum.Total, sum.Pending, sum.Skipped.Invalid, sum.Skipped.Duplicate, sum.Skipped.Suppressed, sum.Skipped.AlreadyDone)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&store, "store", "", "journal file (read only if it exists)")
+	return c
+}
