@@ -22,6 +22,10 @@ mkdir -p "$bindir"
 bindir=$(cd "$bindir" && pwd)
 api="http://127.0.0.1:$http_port"
 
+if [ -f "$bindir/mailpit.pid" ] && kill -0 "$(cat "$bindir/mailpit.pid")" 2>/dev/null; then
+	echo "$0: the Mailpit started from $bindir is still running (pid $(cat "$bindir/mailpit.pid")); stop it first or use another BINDIR" >&2
+	exit 1
+fi
 if curl -s -o /dev/null --max-time 2 "$api/"; then
 	echo "$0: something already answers on $api; not starting a second Mailpit" >&2
 	exit 1

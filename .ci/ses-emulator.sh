@@ -19,6 +19,10 @@ dir=$(cd "$dir" && pwd)
 url="http://127.0.0.1:$port"
 cli="$dir/node_modules/aws-ses-v2-local/dist/cli.js"
 
+if [ -f "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
+	echo "$0: the emulator started from $dir is still running (pid $(cat "$dir/pid")); stop it first or use another DIR" >&2
+	exit 1
+fi
 if curl -s -o /dev/null --max-time 2 "$url/"; then
 	echo "$0: something already answers on $url; not starting a second emulator" >&2
 	exit 1
