@@ -121,6 +121,10 @@ func (p *Pipeline) Run(ctx context.Context, limit int, feed func(fn func(*Recipi
 	}
 	started := 0
 	feedErr := feed(func(rc *Recipient) error {
+		if rc.GiveUp {
+			p.giveUp(sendCtx, stop, rc)
+			return nil
+		}
 		if limit >= 0 && started >= limit {
 			return errLimit
 		}
@@ -157,6 +161,18 @@ func (p *Pipeline) warnf(format string, args ...any) {
 	if p.Warnf != nil {
 		p.Warnf(format, args...)
 	}
+}
+
+// giveUp marks a deferred recipient past give_up_after as failed.
+func (p *Pipeline) giveUp(ctx context.Context, stop context.CancelCauseFunc, rc *Recipient) {
+	if err := p.Journal.Claim(ctx, journal.Claim{Key: rc.Key, Email: rc.Email, Line: rc.Line}); err != nil {
+		if !errors.Is(err, journal.ErrNotClaimable) {
+			stop(&StopError{Reason: "fatal", Err: fmt.Errorf("journal: %w", err)})
+		}
+		return
+	}
+	p.record(rc, journal.Outcome{State: journal.Failed,
+		Reason: fmt.Sprintf("gave up: still failing temporarily %s after the first attempt", p.Retry.GiveUpAfter)})
 }
 
 // handle takes one recipient from render to recorded outcome.

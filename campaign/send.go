@@ -234,13 +234,16 @@ func Send(ctx context.Context, c *Campaign, o SendOptions, env Env) (*Summary, e
 		// Render every recipient that would go, to find every problem now.
 		var renderErr error
 		res, err := src.Scan(ctx, func(rc *Recipient) error {
+			if rc.GiveUp {
+				return nil
+			}
 			if _, err := renderer.Message(rc); err != nil && renderErr == nil {
 				renderErr = err
 			}
 			return nil
 		})
 		fill(sum, res)
-		sum.Pending = res.ToSend + res.NotDue + len(res.GaveUp)
+		sum.Pending = res.ToSend + res.NotDue + res.GaveUp
 		sum.DurationMS = time.Since(start).Milliseconds()
 		if err != nil {
 			return sum, err
@@ -269,7 +272,7 @@ func Send(ctx context.Context, c *Campaign, o SendOptions, env Env) (*Summary, e
 	if err != nil {
 		return sum, configErr("%s: provider: %v", c.Path, err)
 	}
-	if toSend == 0 && len(plan.GaveUp) == 0 {
+	if toSend == 0 && plan.GaveUp == 0 {
 		sum.Pending = plan.ToSend + plan.NotDue
 		sum.DurationMS = time.Since(start).Milliseconds()
 		return sum, nil
@@ -303,7 +306,7 @@ func Send(ctx context.Context, c *Campaign, o SendOptions, env Env) (*Summary, e
 		Provider: prov.Name(), Rate: perSecond, Workers: workers,
 		ETA: time.Duration(float64(toSend) / perSecond * float64(time.Second))}
 	if o.Confirm != nil && !o.Confirm(p) {
-		sum.Pending = plan.ToSend + plan.NotDue + len(plan.GaveUp)
+		sum.Pending = plan.ToSend + plan.NotDue + plan.GaveUp
 		return sum, ErrDeclined
 	}
 
@@ -321,21 +324,15 @@ func Send(ctx context.Context, c *Campaign, o SendOptions, env Env) (*Summary, e
 		defer stopProgress()
 	}
 	sendStart := time.Now()
-	var gaveUp int
 	runErr := pl.Run(ctx, o.Limit, func(fn func(*Recipient) error) error {
-		res, err := src.Scan(ctx, fn)
-		for _, rc := range res.GaveUp {
-			w.Record(journal.Outcome{Key: rc.Key, Email: rc.Email, State: journal.Failed,
-				Reason: fmt.Sprintf("gave up: still deferred %s after the first attempt", c.Retry.GiveUpAfter)})
-			gaveUp++
-		}
+		_, err := src.Scan(ctx, fn)
 		return err
 	})
 	if err := w.Close(); err != nil && runErr == nil {
 		runErr = fmt.Errorf("journal: %w", err)
 	}
 	sum.Sent = int(pl.Counters.Sent.Load())
-	sum.Failed = int(pl.Counters.Failed.Load()) + gaveUp
+	sum.Failed = int(pl.Counters.Failed.Load())
 	sum.Deferred = int(pl.Counters.Deferred.Load())
 	sum.Unknown = int(pl.Counters.Unknown.Load())
 	sum.Skipped.AlreadyDone += int(pl.Counters.AlreadyDone.Load())

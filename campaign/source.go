@@ -21,6 +21,9 @@ type Recipient struct {
 	Fields []string
 	// Entry is the journal's record of an earlier attempt (nil for a first attempt).
 	Entry *journal.Entry
+	// GiveUp marks a deferred recipient past give_up_after: it is to be marked failed,
+	// not sent.
+	GiveUp bool
 }
 
 // Skipped counts rows that are not sent, by reason.
@@ -65,8 +68,9 @@ type ScanResult struct {
 	Skipped Skipped
 	// NotDue counts deferred recipients whose next attempt is later than now.
 	NotDue int
-	// GaveUp are deferred recipients past give_up_after: they must be marked failed.
-	GaveUp []Recipient
+	// GaveUp counts deferred recipients past give_up_after, handed to fn with GiveUp set
+	// (they are to be marked failed, not sent).
+	GaveUp int
 	// ToSend counts recipients handed to fn; Retries those of them that are deferred
 	// recipients due for another attempt.
 	ToSend, Retries int
@@ -172,8 +176,11 @@ func (s *Source) Scan(ctx context.Context, fn func(*Recipient) error) (ScanResul
 				case journal.Deferred:
 					if !e.FirstAttempt.IsZero() && t.Sub(e.FirstAttempt) > s.Campaign.Retry.GiveUpAfter {
 						e := e
-						rc.Entry = &e
-						res.GaveUp = append(res.GaveUp, *rc)
+						rc.Entry, rc.GiveUp = &e, true
+						res.GaveUp++
+						if err := fn(rc); err != nil {
+							return err
+						}
 						continue
 					}
 					if t.Before(e.NextAttempt) {

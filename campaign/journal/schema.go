@@ -49,8 +49,6 @@ var migrations = []string{
 	// v2: the run summary for `status`, and indexes for state counts, listings by
 	// list line and the last run of a campaign.
 	`ALTER TABLE runs ADD COLUMN summary BLOB;
-	CREATE INDEX recipients_state ON recipients (campaign, state);
-	CREATE INDEX recipients_line ON recipients (campaign, line);
 	CREATE INDEX runs_campaign ON runs (campaign, id);`,
 }
 
