@@ -1,0 +1,34 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// heraldBin is the herald binary built once for the tests that run it as a process
+// (end-to-end scripts, crash and signal tests).
+var heraldBin string
+
+func TestMain(m *testing.M) {
+	os.Exit(testMain(m))
+}
+
+func testMain(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "herald-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	heraldBin = filepath.Join(dir, "herald")
+	cmd := exec.Command("go", "build", "-o", heraldBin, ".")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building herald for the tests:", err)
+		return 1
+	}
+	return m.Run()
+}
