@@ -27,6 +27,47 @@ const (
 // no label starting or ending with '-', and a top-level domain that is not
 // all digits. The local part is at most 64 bytes, the whole at most 254.
 func ValidateAddress(s string) string {
+	if plainAddress(s) {
+		return ""
+	}
+	return validateSlow(s)
+}
+
+// plainAddress is the fast path of ValidateAddress: it reports whether s is
+// an ASCII dot-atom local part, '@' and a valid domain, which
+// net/mail.ParseAddress accepts unchanged with no display name. Anything
+// else goes through validateSlow for a precise reason.
+func plainAddress(s string) bool {
+	at := strings.LastIndexByte(s, '@')
+	if at <= 0 || at > maxLocalLen || len(s) > maxAddressLen {
+		return false
+	}
+	prevDot := true // no leading dot
+	for i := 0; i < at; i++ {
+		c := s[i]
+		switch {
+		case c == '.':
+			if prevDot {
+				return false
+			}
+			prevDot = true
+			continue
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("!#$%&'*+-/=?^_`{|}~", c) >= 0:
+		default:
+			return false
+		}
+		prevDot = false
+	}
+	if prevDot { // trailing dot
+		return false
+	}
+	d := s[at+1:]
+	return utf8.ValidString(d) && validateDomain(d) == ""
+}
+
+// validateSlow is ValidateAddress through net/mail, with precise reasons.
+func validateSlow(s string) string {
 	if s == "" {
 		return "empty address"
 	}

@@ -1,6 +1,7 @@
 package lists
 
 import (
+	"net/mail"
 	"strings"
 	"testing"
 )
@@ -71,4 +72,26 @@ func TestValidateAddress(t *testing.T) {
 	if n := len(local64 + "@" + domain189); n != 254 {
 		t.Fatalf("test setup: address is %d bytes, want 254", n)
 	}
+}
+
+// FuzzValidateAddress checks that the fast path never accepts what the
+// net/mail path rejects, and that a valid address parses back unchanged.
+func FuzzValidateAddress(f *testing.F) {
+	for _, s := range []string{"j@x.com", "a.b+c@d-e.fg", "Jane <j@x.com>", "j..k@x.com", ".j@x.com", "j.@x.com", "j@x.com.", "{}|~@x.io", "j@bücher.de", `"j"@x.com`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got := ValidateAddress(s)
+		if plainAddress(s) {
+			if slow := validateSlow(s); slow != "" {
+				t.Fatalf("fast path accepts %q, net/mail path says %q", s, slow)
+			}
+		}
+		if got == "" {
+			a, err := mail.ParseAddress(s)
+			if err != nil || a.Name != "" || a.Address != s {
+				t.Fatalf("%q valid but ParseAddress = %v, %v", s, a, err)
+			}
+		}
+	})
 }
