@@ -442,11 +442,12 @@ func (c *conn) send(ctx context.Context, timeout time.Duration, msg *providers.M
 	}
 	c.dirty = true
 	c.dc.arm(timeout)
-	if err := c.cl.Mail(msg.Sender()); err != nil {
+	// go-mail's client sends the path as given: the angle brackets are ours to add.
+	if err := c.cl.Mail("<" + msg.Sender() + ">"); err != nil {
 		return "", fail(stageMail, err)
 	}
 	c.dc.arm(timeout)
-	if err := c.cl.Rcpt(msg.To); err != nil {
+	if err := c.cl.Rcpt("<" + msg.To + ">"); err != nil {
 		return "", fail(stageRcpt, err)
 	}
 	c.dc.arm(timeout)

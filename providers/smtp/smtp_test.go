@@ -191,7 +191,8 @@ func TestClassifyTable(t *testing.T) {
 		{"421 greeting", stageGreeting, tpErr(421, "4.3.2 busy"), providers.Temporary, true, false},
 		{"454 STARTTLS", stageTLS, tpErr(454, "4.7.0 TLS not available"), providers.Temporary, false, false},
 		{"certificate", stageTLS, x509.UnknownAuthorityError{}, providers.Fatal, false, false},
-		{"EOF during STARTTLS", stageTLS, errors.New("x: " + "eof"), providers.Fatal, false, false},
+		{"TLS protocol error", stageTLS, errors.New("tls: first record does not look like a TLS handshake"), providers.Fatal, false, false},
+		{"EOF during STARTTLS", stageTLS, errEOF, providers.Temporary, true, false},
 		{"refused", stageDial, &net.OpError{Op: "dial", Err: errors.New("connection refused")}, providers.Temporary, true, false},
 		{"no such host", stageDial, &net.DNSError{Err: "no such host", Name: "nx.invalid", IsNotFound: true}, providers.Fatal, false, false},
 		{"EOF on RCPT", stageRcpt, fmt.Errorf("read: %w", errEOF), providers.Temporary, true, false},
@@ -297,8 +298,27 @@ func TestReceiptIsQueueID(t *testing.T) {
 	}
 }
 
+// syncBuffer is a bytes.Buffer safe for the server's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
 func TestEnvelopeAndRawUnchanged(t *testing.T) {
-	srv := smtptest.Start(t, smtptest.Options{})
+	var transcript syncBuffer
+	srv := smtptest.Start(t, smtptest.Options{Transcript: &transcript})
 	p := newProvider(t, srv, nil)
 	msg := providertest.Message("to@example.org", 1)
 	msg.ReturnPath = "bounces@example.com"
@@ -312,6 +332,11 @@ func TestEnvelopeAndRawUnchanged(t *testing.T) {
 	}
 	if string(got.Raw) != string(msg.Raw) {
 		t.Errorf("raw message changed in transit:\n%q\nwant\n%q", got.Raw, msg.Raw)
+	}
+	for _, cmd := range []string{"EHLO client.test", "MAIL FROM:<bounces@example.com>", "RCPT TO:<to@example.org>"} {
+		if !strings.Contains(transcript.String(), cmd) {
+			t.Errorf("transcript lacks %q:\n%s", cmd, transcript.String())
+		}
 	}
 }
 

@@ -66,6 +66,8 @@ type Options struct {
 	TLS *tls.Config
 	// ImplicitTLS makes the server speak TLS from the first byte (needs TLS).
 	ImplicitTLS bool
+	// Transcript, when set, receives the whole dialogue of every session (both ways).
+	Transcript io.Writer
 	// Discard counts accepted messages without keeping them (for benchmarks):
 	// Messages stays empty.
 	Discard bool
@@ -136,6 +138,7 @@ func (s *Server) listen(addr string) error {
 	srv.Domain = "smtptest.local"
 	srv.AllowInsecureAuth = true
 	srv.ErrorLog = quietLog{}
+	srv.Debug = s.opts.Transcript
 	if !s.opts.ImplicitTLS {
 		srv.TLSConfig = s.opts.TLS
 	}
