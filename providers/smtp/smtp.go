@@ -381,8 +381,8 @@ func (p *Provider) auth(c *conn) error {
 type conn struct {
 	dc *deadlineConn
 	cl *gomail.Client
-	// sent counts the messages accepted on this connection.
-	sent int
+	// uses counts the transactions begun on this connection, sent the messages accepted.
+	uses, sent int
 	// dirty is set when a transaction was begun and not finished: RSET before reuse.
 	dirty bool
 }
@@ -399,7 +399,8 @@ type failure struct {
 // send runs one mail transaction on c.
 // The caller aborts it when ctx ends (by cancelling c.dc).
 func (c *conn) send(ctx context.Context, timeout time.Duration, msg *providers.Message, sig []byte) (string, *failure) {
-	reused := c.sent > 0 || c.dirty
+	reused := c.uses > 0
+	c.uses++
 	fail := func(st stage, err error) *failure {
 		if ctx.Err() != nil && st != stageAnswer {
 			return &failure{err: canceled(ctx.Err())}
