@@ -115,10 +115,16 @@ func validateDomain(d string) string {
 	if !strings.Contains(d, ".") {
 		return "domain has no dot"
 	}
-	labels := strings.Split(d, ".")
-	for i, label := range labels {
+	var label string
+	for rest, last := d, false; !last; {
+		i := strings.IndexByte(rest, '.')
+		if i < 0 {
+			label, last = rest, true
+		} else {
+			label, rest = rest[:i], rest[i+1:]
+		}
 		if label == "" {
-			if i == len(labels)-1 {
+			if last {
 				return "domain ends with a dot"
 			}
 			return "empty label in domain"
@@ -140,8 +146,8 @@ func validateDomain(d string) string {
 			return "domain label longer than 63 characters"
 		}
 	}
-	tld := labels[len(labels)-1]
-	if strings.Trim(tld, "0123456789") == "" {
+	// label is now the top-level domain.
+	if strings.Trim(label, "0123456789") == "" {
 		return "top-level domain is all digits"
 	}
 	return ""

@@ -66,10 +66,10 @@ type Options struct {
 // not at a place in the file (an unknown encoding name). Column is the
 // 1-based byte offset within the line, 0 when it does not apply.
 type Error struct {
-	File   string
-	Line   int
-	Column int
-	Reason string
+	File   string // Options.Name of the list
+	Line   int    // 1-based line; 0 when not at a place in the file
+	Column int    // 1-based byte column; 0 when it does not apply
+	Reason string // what is wrong, and what to do where that is known
 }
 
 // Error formats the problem as "file:line:column: reason", omitting the
