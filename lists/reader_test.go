@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 // readAll reads every row of a list, failing the test on an error.
@@ -440,5 +441,23 @@ func TestReaderStreamsLargeList(t *testing.T) {
 	}
 	if count != n {
 		t.Fatalf("read %d rows, want %d", count, n)
+	}
+}
+
+func TestReaderPassesOnReadErrors(t *testing.T) {
+	boom := errors.New("disk on fire")
+	r := io.MultiReader(strings.NewReader("email,name\na@x.com,Ann\n"), iotest.ErrReader(boom))
+	rd, err := NewReader(r, Options{Name: "s.csv"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	row, err := rd.Next()
+	if err != nil || row.Email != "a@x.com" {
+		t.Fatalf("first row: %v, %v", row, err)
+	}
+	_, err = rd.Next()
+	var e *Error
+	if !errors.Is(err, boom) || errors.As(err, &e) || !strings.Contains(err.Error(), "s.csv: reading line 3") {
+		t.Fatalf("Next = %v, want a wrapped read error naming s.csv line 3", err)
 	}
 }
