@@ -149,10 +149,10 @@ func Main(args []string, sys *IO) int {
 
 func (a *app) rootCmd() *cobra.Command {
 	root := &cobra.Command{
-		Use:           "herald",
-		Short:         "Send email campaigns from a subscriber CSV and a template",
-		SilenceUsage:  true,
-		SilenceErrors: true,
+		Use:              "herald",
+		Short:            "Send email campaigns from a subscriber CSV and a template",
+		SilenceUsage:     true,
+		SilenceErrors:    true,
 		PersistentPreRun: func(*cobra.Command, []string) { a.ran = true },
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
