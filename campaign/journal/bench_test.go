@@ -63,21 +63,8 @@ func BenchmarkWriterOneTxPerOutcome(b *testing.B) { benchWriter(b, 1) }
 // in a campaign of 100,000 recipients.
 func BenchmarkLookup300(b *testing.B) {
 	b.ReportAllocs()
-	s := openTest(b, nil)
+	s := filled(b, 100_000)
 	ctx := context.Background()
-	tx, err := s.wdb.Begin()
-	if err != nil {
-		b.Fatal(err)
-	}
-	for i := range 100_000 {
-		if _, err := tx.Exec(`INSERT INTO recipients (campaign, key, email, line, state, updated_at) VALUES ('c', ?, ?, ?, 'sent', 0)`,
-			fmt.Sprintf("u%d@x", i*2), "e", i); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		b.Fatal(err)
-	}
 	keys := make([]string, 300)
 	for i := range keys {
 		keys[i] = fmt.Sprintf("u%d@x", 50_000+i)
@@ -89,4 +76,58 @@ func BenchmarkLookup300(b *testing.B) {
 			b.Fatalf("%d, %v", len(m), err)
 		}
 	}
+}
+
+// BenchmarkCounts100k counts the states of a campaign of 100,000 recipients (status).
+func BenchmarkCounts100k(b *testing.B) {
+	b.ReportAllocs()
+	s := filled(b, 100_000)
+	ctx := context.Background()
+	b.ResetTimer()
+	for b.Loop() {
+		c, err := s.Counts(ctx, "c")
+		if err != nil || c[Sent]+c[Failed] != 100_000 {
+			b.Fatalf("%v, %v", c, err)
+		}
+	}
+}
+
+// BenchmarkEachRowFailed100k lists the 1% failed recipients of a campaign of 100,000
+// (status --failed).
+func BenchmarkEachRowFailed100k(b *testing.B) {
+	b.ReportAllocs()
+	s := filled(b, 100_000)
+	ctx := context.Background()
+	b.ResetTimer()
+	for b.Loop() {
+		n := 0
+		if err := s.EachRow(ctx, "c", []State{Failed}, func(Row) error { n++; return nil }); err != nil || n != 1000 {
+			b.Fatalf("%d, %v", n, err)
+		}
+	}
+}
+
+// filled returns a store whose campaign "c" has n recipients with keys u0@x, u2@x, …,
+// every hundredth failed and the others sent.
+func filled(b *testing.B, n int) *Store {
+	b.Helper()
+	s := openTest(b, nil)
+	tx, err := s.wdb.Begin()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := range n {
+		state := Sent
+		if i%100 == 0 {
+			state = Failed
+		}
+		if _, err := tx.Exec(`INSERT INTO recipients (campaign, key, email, line, state, updated_at) VALUES ('c', ?, ?, ?, ?, 0)`,
+			fmt.Sprintf("u%d@x", i*2), "e", i, string(state)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		b.Fatal(err)
+	}
+	return s
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -222,6 +223,8 @@ func (w *Writer) loop() {
 			return
 		}
 		batch = append(batch[:0], first)
+		// Let claimers that are ready to run queue their work into this batch.
+		runtime.Gosched()
 	fill:
 		for len(batch) < w.maxBatch {
 			select {
