@@ -202,6 +202,14 @@ func (b *Builder) Build(r Rendered, toAddr, toName, unsubURL string) (Built, err
 		return Built{}, fmt.Errorf("building message: recipient %q is not a bare address", toAddr)
 	}
 	to.Name = displayName(toName)
+	if to.Name != "" && !isASCII(to.Name) && !roundTrips(to) {
+		// net/mail writes some non-ASCII names (with a backslash) as encoded words it
+		// cannot read back; such a name loses its backslashes, or else is left out.
+		to.Name = strings.TrimSpace(strings.ReplaceAll(to.Name, `\`, ""))
+		if !roundTrips(to) {
+			to.Name = ""
+		}
+	}
 	if err := checkUnsubURL(unsubURL); err != nil {
 		return Built{}, err
 	}
@@ -291,6 +299,12 @@ func checkUnsubURL(u string) error {
 		}
 	}
 	return nil
+}
+
+// roundTrips reports whether a's written form parses back to a.
+func roundTrips(a *mail.Address) bool {
+	got, err := mail.ParseAddress(a.String())
+	return err == nil && got.Name == a.Name && got.Address == a.Address
 }
 
 // displayName cleans a To display name and cuts it to MaxDisplayName octets.
