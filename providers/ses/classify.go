@@ -15,42 +15,30 @@ import (
 	"github.com/heraldmail/herald/providers"
 )
 
-// Error names (smithy.APIError ErrorCode) and what they mean for the pipeline. SES v2
-// names its own exceptions; the AWS front end adds the generic ones (Throttling,
+// codeKind says what an error name (smithy.APIError ErrorCode) means for the pipeline.
+// SES v2 names its own exceptions; the AWS front end adds the generic ones (Throttling,
 // AccessDenied, InvalidClientTokenId, …), which come back as smithy.GenericAPIError.
-var codeKinds = map[string]struct {
-	kind     providers.Kind
-	slowDown bool
-}{
-	// The sending rate is exceeded: retry later and lower the rate.
-	"TooManyRequestsException": {providers.Temporary, true},
-	"Throttling":               {providers.Temporary, true},
-	"ThrottlingException":      {providers.Temporary, true},
-	"LimitExceededException":   {providers.Temporary, true},
-	"LimitExceeded":            {providers.Temporary, true},
-	// The account or its configuration stops every message.
-	"SendingPausedException":             {providers.Fatal, false},
-	"AccountSuspendedException":          {providers.Fatal, false},
-	"MailFromDomainNotVerifiedException": {providers.Fatal, false},
-	"NotFoundException":                  {providers.Fatal, false}, // the configuration set
-	"AccessDenied":                       {providers.Fatal, false},
-	"AccessDeniedException":              {providers.Fatal, false},
-	"InvalidClientTokenId":               {providers.Fatal, false},
-	"UnrecognizedClientException":        {providers.Fatal, false},
-	"SignatureDoesNotMatch":              {providers.Fatal, false},
-	"InvalidSignatureException":          {providers.Fatal, false},
-	"IncompleteSignature":                {providers.Fatal, false},
-	"MissingAuthenticationToken":         {providers.Fatal, false},
-	"ExpiredToken":                       {providers.Fatal, false},
-	"ExpiredTokenException":              {providers.Fatal, false},
-	// This message will never be accepted.
-	"MessageRejected":     {providers.Permanent, false},
-	"BadRequestException": {providers.Permanent, false},
-	// SES itself failed: retry later.
-	"InternalFailure":               {providers.Temporary, false},
-	"InternalServiceErrorException": {providers.Temporary, false},
-	"ServiceUnavailable":            {providers.Temporary, false},
-	"ServiceUnavailableException":   {providers.Temporary, false},
+func codeKind(code string) (kind providers.Kind, slowDown, ok bool) {
+	switch code {
+	case "TooManyRequestsException", "Throttling", "ThrottlingException",
+		"LimitExceededException", "LimitExceeded":
+		// The sending rate is exceeded: retry later and lower the rate.
+		return providers.Temporary, true, true
+	case "SendingPausedException", "AccountSuspendedException", "MailFromDomainNotVerifiedException",
+		"NotFoundException", // the configuration set
+		"AccessDenied", "AccessDeniedException", "InvalidClientTokenId", "UnrecognizedClientException",
+		"SignatureDoesNotMatch", "InvalidSignatureException", "IncompleteSignature",
+		"MissingAuthenticationToken", "ExpiredToken", "ExpiredTokenException":
+		// The account, its credentials or its configuration stop every message.
+		return providers.Fatal, false, true
+	case "MessageRejected", "BadRequestException":
+		// This message will never be accepted.
+		return providers.Permanent, false, true
+	case "InternalFailure", "InternalServiceErrorException", "ServiceUnavailable", "ServiceUnavailableException":
+		// SES itself failed: retry later.
+		return providers.Temporary, false, true
+	}
+	return 0, false, false
 }
 
 // unnamed is what the SDK calls an error answer that carries no error name.
@@ -154,10 +142,10 @@ func classify(err error, wrote bool, from string) *providers.Error {
 	}
 
 	lower := strings.ToLower(e.Message)
-	if ck, ok := codeKinds[e.Enhanced]; ok {
-		e.Kind, e.SlowDown = ck.kind, ck.slowDown
+	if kind, slowDown, ok := codeKind(e.Enhanced); ok {
+		e.Kind, e.SlowDown = kind, slowDown
 		switch {
-		case ck.slowDown && strings.Contains(lower, "daily message quota exceeded"):
+		case slowDown && strings.Contains(lower, "daily message quota exceeded"):
 			e.Kind, e.SlowDown = providers.Fatal, false
 		case e.Enhanced == "MessageRejected" && from != "" &&
 			strings.Contains(lower, "not verified") && strings.Contains(lower, strings.ToLower(from)):
