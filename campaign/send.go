@@ -254,6 +254,18 @@ func Send(ctx context.Context, c *Campaign, o SendOptions, env Env) (*Summary, e
 		return sum, nil
 	}
 
+	// The run begins before the list is counted, so that the count sees the journal as
+	// this run will send it: claims of a run that died are `unknown`, and with
+	// --resend-unknown every `unknown` recipient is `pending` again.
+	runID, recovered, err := store.BeginRun(ctx, c.Name, o.ResendUnknown)
+	if err != nil {
+		return sum, err
+	}
+	if recovered > 0 {
+		env.warnf("%d recipient(s) were being sent when an earlier run died: now `unknown` (see `herald status --failed`; `send --resend-unknown` sends them again)", recovered)
+	}
+	defer func() { _ = store.EndRun(context.WithoutCancel(ctx), runID, sum.JSON()) }()
+
 	// The first pass counts (for the question, the progress bar and the summary); the
 	// list is streamed twice rather than held in memory.
 	src.Warn = nil
@@ -277,14 +289,6 @@ func Send(ctx context.Context, c *Campaign, o SendOptions, env Env) (*Summary, e
 		sum.DurationMS = time.Since(start).Milliseconds()
 		return sum, nil
 	}
-	runID, recovered, err := store.BeginRun(ctx, c.Name, o.ResendUnknown)
-	if err != nil {
-		return sum, err
-	}
-	if recovered > 0 {
-		env.warnf("%d recipient(s) were being sent when an earlier run died: now `unknown` (see `herald status --failed`; `send --resend-unknown` sends them again)", recovered)
-	}
-	defer func() { _ = store.EndRun(context.WithoutCancel(ctx), runID, sum.JSON()) }()
 	prov, err := reg.Open(ctx, ProviderSpec(c, env))
 	if err != nil {
 		var pe *providers.Error
