@@ -76,6 +76,8 @@ func (f *fixture) send(limit int, o SendOptions) (*Summary, error) {
 	return Send(context.Background(), f.load(), o, testEnv(nil))
 }
 
+func testNow() time.Time { return time.Now() }
+
 func testEnv(env map[string]string) Env {
 	return Env{
 		Registry: all.Registry(),

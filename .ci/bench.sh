@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Times the whole herald binary against Postfix's smtp-sink, with Postfix's own
+# smtp-source as the yardstick in the same run, and measures herald's peak memory on a
+# large list. Not part of CI (it takes minutes and installs Postfix); figures go to
+# BENCHMARKS.md.
+#
+# Usage: .ci/bench.sh [ROWS]   (default 200000; use 1000000 for the memory figure)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rows=${1:-200000}
+work=$(mktemp -d)
+port=2525
+run() { echo "+ $*" >&2; "$@"; }
+
+if ! command -v smtp-sink >/dev/null || [ ! -x /usr/bin/time ]; then
+	run apt-get update -qq
+	echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+	run env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postfix time
+fi
+sink=$(command -v smtp-sink || echo /usr/sbin/smtp-sink)
+source_bin=$(command -v smtp-source || echo /usr/sbin/smtp-source)
+
+run go build -o "$work/herald" ./cmd/herald
+
+# smtp-sink on loopback; stopped on exit.
+"$sink" -u nobody -c -m 512 127.0.0.1:$port 1024 >/dev/null 2>&1 &
+sink_pid=$!
+trap 'kill $sink_pid 2>/dev/null; rm -rf "$work"' EXIT
+sleep 0.5
+
+echo "== yardstick: smtp-source, 20000 messages of 10 KB, 8 sessions, connection reuse" >&2
+start=$(date +%s.%N)
+run "$source_bin" -M localhost -f a@example.com -t b@example.com -l 10240 -m 20000 -s 8 -d 127.0.0.1:$port
+end=$(date +%s.%N)
+echo "smtp-source: $(python3 -c "print(round(20000/($end-$start)))") messages/s" >&2
+
+echo "== herald: $rows personalised ~10 KB messages, 8 workers, journal on" >&2
+python3 - "$work" "$rows" <<'PY'
+import sys, os
+work, rows = sys.argv[1], int(sys.argv[2])
+with open(os.path.join(work, "subscribers.csv"), "w") as f:
+    f.write("email,first_name,name,city\n")
+    for i in range(rows):
+        f.write(f"user{i:07d}@example.org,Name{i},Name{i} Surname,City{i % 100}\n")
+para = "<p>Our picks for readers in {{ .city }}: a paragraph of newsletter text that fills the message to a realistic size.</p>\n"
+html = "<html><body><h1>Hello {{ .first_name }},</h1>\n" + para * 80 + '<p><a href="{{ .UnsubscribeURL }}">Unsubscribe</a></p></body></html>\n'
+open(os.path.join(work, "template.html"), "w").write(html)
+open(os.path.join(work, "template.txt"), "w").write("Hello {{ .first_name }} in {{ .city }}.\n" + "Some newsletter text for the plain part. " * 100 + "\nUnsubscribe: {{ .UnsubscribeURL }}\n")
+open(os.path.join(work, "campaign.yaml"), "w").write(f"""name: bench
+from: "Bench <news@example.com>"
+subject: "{{{{ .first_name }}}}, our picks"
+html: template.html
+text: template.txt
+list: subscribers.csv
+unsubscribe: {{url: "https://example.com/unsubscribe"}}
+provider: {{kind: smtp, host: 127.0.0.1, port: {2525}, tls: none}}
+rate: "1000000/s"
+workers: 8
+""")
+PY
+run /usr/bin/time -v "$work/herald" send "$work/campaign.yaml" --yes --json 2>"$work/time.txt" >"$work/summary.json" || { cat "$work/time.txt" >&2; exit 1; }
+grep -E "^(sending|bench:)" "$work/time.txt" >&2 || true
+echo "herald summary: $(cat "$work/summary.json")" >&2
+grep -E "Maximum resident|Elapsed \(wall" "$work/time.txt" >&2
