@@ -2,10 +2,12 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"mime"
 	"net/mail"
 	"net/textproto"
@@ -18,6 +20,9 @@ import (
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
+	"golang.org/x/text/encoding/charmap"
+
+	"github.com/heraldmail/herald/campaign/journal"
 )
 
 // TestScripts runs the end-to-end scripts in testdata/script/*.txtar against the herald
@@ -44,10 +49,12 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"countfiles": cmdCountFiles,
-			"exitcode":   cmdExitCode,
-			"jsonout":    cmdJSONOut,
-			"mailhdr":    cmdMailHeader,
+			"countfiles":  cmdCountFiles,
+			"exitcode":    cmdExitCode,
+			"latin1":      cmdLatin1,
+			"journalrows": cmdJournalRows,
+			"jsonout":     cmdJSONOut,
+			"mailhdr":     cmdMailHeader,
 		},
 	})
 }
@@ -74,6 +81,42 @@ func cmdExitCode(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	if got != want {
 		ts.Fatalf("%s exited with status %d, want %d", args[1], got, want)
+	}
+}
+
+// cmdLatin1: latin1 SRC DST writes the UTF-8 text of SRC to DST in ISO 8859-1, so that
+// scripts can hold non-UTF-8 lists in readable form.
+func cmdLatin1(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: latin1 SRC DST")
+	}
+	b, err := charmap.ISO8859_1.NewEncoder().Bytes([]byte(ts.ReadFile(args[0])))
+	ts.Check(err)
+	ts.Check(os.WriteFile(ts.MkAbs(args[1]), b, 0o644))
+}
+
+// cmdJournalRows: journalrows STORE CAMPAIGN N asserts that the journal STORE holds
+// exactly N recipient rows of CAMPAIGN, in any state (0 when STORE does not exist; it is
+// not created).
+func cmdJournalRows(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: journalrows STORE CAMPAIGN N")
+	}
+	want, err := strconv.Atoi(args[2])
+	ts.Check(err)
+	path := ts.MkAbs(args[0])
+	got := 0
+	if _, err := os.Stat(path); err == nil {
+		ctx := context.Background()
+		st, err := journal.Open(ctx, path, journal.Options{})
+		ts.Check(err)
+		defer st.Close()
+		ts.Check(st.EachRow(ctx, args[1], nil, func(journal.Row) error { got++; return nil }))
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		ts.Check(err)
+	}
+	if got != want {
+		ts.Fatalf("%s: %d journal row(s) of %q, want %d", args[0], got, args[1], want)
 	}
 }
 
