@@ -56,7 +56,7 @@ func (a *app) suppressCmd() *cobra.Command {
 		Short: "Manage the suppression list shared by all campaigns in a store",
 	}
 	sf.bind(c)
-	var reason string
+	var reason, importReason string
 	add := &cobra.Command{
 		Use:   "add EMAIL…",
 		Short: "Suppress addresses",
@@ -115,7 +115,7 @@ func (a *app) suppressCmd() *cobra.Command {
 			var list []journal.Suppression
 			src := "import:" + filepath.Base(argv[0])
 			if err := lists.ReadAddresses(f, argv[0], func(key string, line int) error {
-				list = append(list, journal.Suppression{Email: key, Reason: reason, Source: src, At: a.io.Now()})
+				list = append(list, journal.Suppression{Email: key, Reason: importReason, Source: src, At: a.io.Now()})
 				return nil
 			}); err != nil {
 				return &usageError{err: err}
@@ -133,7 +133,7 @@ func (a *app) suppressCmd() *cobra.Command {
 			return nil
 		},
 	}
-	imp.Flags().StringVar(&reason, "reason", "imported", "why the addresses are suppressed")
+	imp.Flags().StringVar(&importReason, "reason", "imported", "why the addresses are suppressed")
 	var asJSON bool
 	list := &cobra.Command{
 		Use:   "list",
