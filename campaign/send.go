@@ -176,9 +176,10 @@ func NewLimiter(perSecond float64) *rate.Limiter {
 // Send runs (or, with DryRun, rehearses) a campaign. The returned summary is complete
 // also when the run stopped early; the error then says why (*StopError, *ConfigError,
 // ErrDeclined, a lock error).
-func Send(ctx context.Context, c *Campaign, o SendOptions, env Env) (*Summary, error) {
+func Send(ctx context.Context, c *Campaign, o SendOptions, env Env) (sum *Summary, err error) {
 	start := time.Now()
-	sum := &Summary{Campaign: c.Name, DryRun: o.DryRun}
+	sum = &Summary{Campaign: c.Name, DryRun: o.DryRun}
+	defer func() { err = interrupted(ctx, sum, err) }()
 	if o.Limit < -1 {
 		return sum, configErr("--limit must be 0 or more")
 	}
@@ -264,7 +265,10 @@ func Send(ctx context.Context, c *Campaign, o SendOptions, env Env) (*Summary, e
 	if recovered > 0 {
 		env.warnf("%d recipient(s) were being sent when an earlier run died: now `unknown` (see `herald status --failed`; `send --resend-unknown` sends them again)", recovered)
 	}
-	defer func() { _ = store.EndRun(context.WithoutCancel(ctx), runID, sum.JSON()) }()
+	defer func() {
+		err = interrupted(ctx, sum, err)
+		_ = store.EndRun(context.WithoutCancel(ctx), runID, sum.JSON())
+	}()
 
 	// The first pass counts (for the question, the progress bar and the summary); the
 	// list is streamed twice rather than held in memory.
@@ -352,6 +356,22 @@ func Send(ctx context.Context, c *Campaign, o SendOptions, env Env) (*Summary, e
 		sum.Error = se.Error()
 	}
 	return sum, runErr
+}
+
+// interrupted turns an error of a run stopped by ctx before its pipeline started (Ctrl-C
+// while the journal opens or the list is counted) into the *StopError a stop during the
+// pipeline gives, and makes the summary say so, with every row not otherwise counted
+// pending. When the count of the list itself was cut short, Total is the rows read.
+func interrupted(ctx context.Context, sum *Summary, err error) error {
+	var se *StopError
+	if err == nil || ctx.Err() == nil || errors.As(err, &se) {
+		return err
+	}
+	se = &StopError{Reason: "interrupted", Err: err}
+	sum.Stopped, sum.Error = se.Reason, se.Error()
+	sum.Pending = sum.Total - sum.Sent - sum.Failed - sum.Deferred - sum.Unknown -
+		sum.Skipped.Invalid - sum.Skipped.Duplicate - sum.Skipped.Suppressed - sum.Skipped.AlreadyDone
+	return se
 }
 
 func fill(sum *Summary, res ScanResult) {
