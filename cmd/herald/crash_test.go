@@ -130,6 +130,38 @@ func TestCrashSIGINT(t *testing.T) {
 	}
 }
 
+// TestCrashSIGINTWhileCounting interrupts a run while it counts a long list, before it
+// sends anything: exit 130, a summary that says so and adds up, nothing sent.
+func TestCrashSIGINTWhileCounting(t *testing.T) {
+	const n = 300000
+	srv := smtptest.Start(t, smtptest.Options{})
+	c := newCrashCampaign(t, n, srv, crashOptions{})
+	ch := c.startSend()
+	// The journal is created just before the list is counted, which takes most of a
+	// second for this list.
+	waitFor(t, 20*time.Second, "the journal file", func() bool {
+		_, err := os.Stat(c.store)
+		return err == nil
+	})
+	time.Sleep(60 * time.Millisecond)
+	ch.signal(t, syscall.SIGINT)
+	r := ch.wait(t, 30*time.Second)
+	if r.code != 130 {
+		t.Fatalf("exit %d after SIGINT, want 130\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+	s := r.summary(t) // checks that the counts add up
+	if s.Stopped != "interrupted" || s.Sent != 0 || s.Pending != s.Total {
+		t.Errorf("summary of a run interrupted while counting: want stopped interrupted, all pending: %s", r.stdout)
+	}
+	if !strings.Contains(r.stderr, "interrupted") {
+		t.Errorf("stderr does not say the run was interrupted:\n%s", r.stderr)
+	}
+	if srv.Sessions() != 0 {
+		t.Errorf("the interrupted run connected %d times", srv.Sessions())
+	}
+	t.Logf("SIGINT after %s: %d of %d rows counted, all pending", r.elapsed.Round(time.Millisecond), s.Total, n)
+}
+
 // TestCrashOutage cuts the network to the server mid-run: the run gives up with exit
 // 1, leaving the rest pending or deferred (and at most `workers` unknown: those whose
 // data was sent when the connection was cut); once the server is back, a later run
