@@ -11,9 +11,12 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-smtp"
 
 	"github.com/heraldmail/herald/providers/smtp/smtptest"
 )
@@ -84,6 +87,48 @@ func TestCrashKill9(t *testing.T) {
 				at.Milliseconds(), before, st.Unknown, countReceived(srv, st.inState("unknown")), srv.Accepted())
 		})
 	}
+}
+
+// TestCrashKill9AfterLastClaim kills a run whose every recipient is claimed and in
+// flight: the next run has nothing left to send, and must still turn the dead run's
+// claims into `unknown` (and say so) rather than leave them `sending`.
+func TestCrashKill9AfterLastClaim(t *testing.T) {
+	const n = 4
+	var rcpts atomic.Int32
+	hang := smtptest.Start(t, smtptest.Options{
+		HangData: true,
+		Rcpt: func(string, int) *smtp.SMTPError {
+			rcpts.Add(1)
+			return nil
+		},
+	})
+	c := newCrashCampaign(t, n, hang, crashOptions{Workers: n})
+	ch := c.startSend()
+	// A recipient reaches RCPT only after its claim is committed.
+	waitFor(t, 20*time.Second, "every recipient in flight", func() bool { return rcpts.Load() == n })
+	ch.signal(t, syscall.SIGKILL)
+	ch.wait(t, 10*time.Second)
+	hang.Close()
+
+	r := c.send()
+	if r.code != 0 {
+		t.Fatalf("re-run: exit %d\nstderr: %s", r.code, r.stderr)
+	}
+	if s := r.summary(t); s.Sent != 0 || s.Skipped.AlreadyDone != n {
+		t.Errorf("re-run: want nothing sent, %d already done: %s", n, r.stdout)
+	}
+	if !strings.Contains(r.stderr, fmt.Sprintf("%d recipient(s) were being sent when an earlier run died", n)) {
+		t.Errorf("the re-run does not warn about the %d recipients of the dead run:\n%s", n, r.stderr)
+	}
+	if st := c.status(); st.Sending != 0 || st.Unknown != n {
+		t.Errorf("status after the re-run: %d sending, %d unknown; want 0 and %d", st.Sending, st.Unknown, n)
+	}
+
+	srv := relisten(t, hang.Addr(), smtptest.Options{})
+	if r := c.send("--resend-unknown"); r.code != 0 || r.summary(t).Sent != n {
+		t.Errorf("send --resend-unknown: exit %d %s\n%s", r.code, r.stdout, r.stderr)
+	}
+	c.checkComplete(srv, 0)
 }
 
 // TestCrashSIGINT interrupts a run: it finishes the messages in flight, records them,
@@ -302,15 +347,8 @@ func TestCrashDropAfterData(t *testing.T) {
 			t.Errorf("the unknown recipient's reason does not say it may have been accepted: %q", row.Reason)
 		}
 	}
-	addr := drop.Addr()
 	drop.Close()
-	var srv *smtptest.Server
-	waitFor(t, 5*time.Second, "listening again on "+addr, func() bool {
-		var err error
-		srv, err = smtptest.Listen(addr, smtptest.Options{})
-		return err == nil
-	})
-	t.Cleanup(srv.Close)
+	srv := relisten(t, drop.Addr(), smtptest.Options{})
 
 	// A re-run of two more does not resend the unknown one.
 	r = c.send("--limit", "2")

@@ -462,3 +462,17 @@ func (p *outageProxy) serve(l net.Listener) {
 		go pipe(out, in)
 	}
 }
+
+// relisten starts a new smtptest server on addr, where a closed one listened, and
+// closes it when the test ends.
+func relisten(t *testing.T, addr string, o smtptest.Options) *smtptest.Server {
+	t.Helper()
+	var srv *smtptest.Server
+	waitFor(t, 5*time.Second, "listening again on "+addr, func() bool {
+		var err error
+		srv, err = smtptest.Listen(addr, o)
+		return err == nil
+	})
+	t.Cleanup(srv.Close)
+	return srv
+}
