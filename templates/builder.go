@@ -248,13 +248,15 @@ func (b *Builder) Build(r Rendered, toAddr, toName, unsubURL string) (Built, err
 	}
 	m.SetBoundary(boundary)
 	if text != "" {
-		m.SetBodyWriter(gomail.TypeTextPlain, stringWriter(text))
+		body, enc := partBody(text)
+		m.SetBodyWriter(gomail.TypeTextPlain, stringWriter(body), gomail.WithPartEncoding(enc))
 	}
 	if html != "" {
+		body, enc := partBody(html)
 		if text != "" {
-			m.AddAlternativeWriter(gomail.TypeTextHTML, stringWriter(html))
+			m.AddAlternativeWriter(gomail.TypeTextHTML, stringWriter(body), gomail.WithPartEncoding(enc))
 		} else {
-			m.SetBodyWriter(gomail.TypeTextHTML, stringWriter(html))
+			m.SetBodyWriter(gomail.TypeTextHTML, stringWriter(body), gomail.WithPartEncoding(enc))
 		}
 	}
 
@@ -275,6 +277,41 @@ func (b *Builder) Build(r Rendered, toAddr, toName, unsubURL string) (Built, err
 		[2]string{"Precedence", "bulk"})
 	headers = append(headers, b.extra...)
 	return Built{Raw: raw, MessageID: id, Headers: headers}, nil
+}
+
+// partBody chooses a body part's transfer encoding. A body of printable US-ASCII whose
+// lines fit in 998 octets needs no encoding: it goes out as it is, with CRLF line ends
+// (quoted-printable would cost a pass over every byte of every message for nothing).
+// Anything else is quoted-printable. go-mail writes an unencoded part only under the
+// "8bit" label (its "7bit" still encodes); 7-bit content under that label is valid.
+func partBody(s string) (string, gomail.Encoding) {
+	lineLen, crlf := 0, true
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '\n':
+			if i == 0 || s[i-1] != '\r' {
+				crlf = false
+			}
+			lineLen = 0
+			continue
+		case c == '\r':
+			if i+1 < len(s) && s[i+1] == '\n' {
+				continue
+			}
+			return s, gomail.EncodingQP
+		case c >= 0x7f || (c < ' ' && c != '\t'):
+			return s, gomail.EncodingQP
+		}
+		lineLen++
+		if lineLen > 998-2 {
+			return s, gomail.EncodingQP
+		}
+	}
+	if !crlf {
+		s = strings.ReplaceAll(strings.ReplaceAll(s, "\r\n", "\n"), "\n", "\r\n")
+	}
+	return s, gomail.NoEncoding
 }
 
 func stringWriter(s string) func(io.Writer) (int64, error) {

@@ -367,3 +367,27 @@ func TestBuildDefaultIDs(t *testing.T) {
 		}
 	}
 }
+
+func TestPartBodyEncoding(t *testing.T) {
+	long := strings.Repeat("a", 997)
+	for _, c := range []struct {
+		in, out string
+		enc     string
+	}{
+		{"plain\nascii\n", "plain\r\nascii\r\n", "8bit"},
+		{"already\r\ncrlf", "already\r\ncrlf", "8bit"},
+		{"mixed\r\nends\n", "mixed\r\nends\r\n", "8bit"},
+		{"tab\there", "tab\there", "8bit"},
+		{"caf\u00e9", "caf\u00e9", "quoted-printable"},
+		{"bare\rcr", "bare\rcr", "quoted-printable"},
+		{"nul\x00", "nul\x00", "quoted-printable"},
+		{"del\x7f", "del\x7f", "quoted-printable"},
+		{long[:996], long[:996], "8bit"},
+		{long, long, "quoted-printable"},
+	} {
+		out, enc := partBody(c.in)
+		if out != c.out || string(enc) != c.enc {
+			t.Errorf("partBody(%.20q) = %.20q, %s; want %.20q, %s", c.in, out, enc, c.out, c.enc)
+		}
+	}
+}
