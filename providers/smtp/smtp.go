@@ -13,6 +13,7 @@
 package smtp
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/tls"
@@ -383,6 +384,8 @@ type conn struct {
 	cl *gomail.Client
 	// uses counts the transactions begun on this connection, sent the messages accepted.
 	uses, sent int
+	// buf holds the dot-stuffed message being sent, reused between messages.
+	buf []byte
 	// dirty is set when a transaction was begun and not finished: RSET before reuse.
 	dirty bool
 }
@@ -452,29 +455,70 @@ func (c *conn) send(ctx context.Context, timeout time.Duration, msg *providers.M
 		return "", fail(stageRcpt, err)
 	}
 	c.dc.arm(timeout)
-	w, err := c.cl.Data()
-	if err != nil {
+	if err := c.startData(); err != nil {
 		return "", fail(stageData, err)
 	}
 	c.dc.arm(timeout)
 	c.dc.werr = nil
-	if len(sig) > 0 {
-		if _, err := w.Write(sig); err != nil {
-			return "", fail(stageBody, err)
-		}
+	c.buf = appendStuffed(appendStuffed(c.buf[:0], sig), msg.Raw)
+	c.buf = append(c.buf, ".\r\n"...)
+	if _, err := c.cl.Text.W.Write(c.buf); err != nil {
+		return "", fail(stageBody, err)
 	}
-	if _, err := w.Write(msg.Raw); err != nil {
+	if err := c.cl.Text.W.Flush(); err != nil {
 		return "", fail(stageBody, err)
 	}
 	c.dirty = false
-	if err := w.Close(); err != nil {
+	_, answer, err := c.cl.Text.ReadResponse(250)
+	if err != nil {
 		if c.dc.werr != nil {
 			return "", fail(stageBody, c.dc.werr)
 		}
 		return "", fail(stageAnswer, err)
 	}
 	c.sent++
-	return queueID(w), nil
+	return queueID(answer), nil
+}
+
+// startData sends DATA and reads the 354 go-ahead. The message itself is written by
+// send in one piece: go-mail's DataCloser dot-stuffs through a textproto.DotWriter one
+// byte at a time, which took a quarter of herald's CPU for a 10 KB message.
+func (c *conn) startData() error {
+	id, err := c.cl.Text.Cmd("DATA")
+	if err != nil {
+		return err
+	}
+	c.cl.Text.StartResponse(id)
+	defer c.cl.Text.EndResponse(id)
+	_, _, err = c.cl.Text.ReadResponse(354)
+	return err
+}
+
+// appendStuffed appends src to dst as SMTP DATA content (RFC 5321 4.5.2): a line that
+// begins with a dot gets a second one, a bare LF becomes CRLF, and the content ends
+// with CRLF so that the terminating dot stands on a line of its own.
+func appendStuffed(dst, src []byte) []byte {
+	if len(src) == 0 {
+		return dst
+	}
+	for len(src) > 0 {
+		if src[0] == '.' {
+			dst = append(dst, '.')
+		}
+		i := bytes.IndexByte(src, '\n')
+		if i < 0 {
+			dst = append(dst, src...)
+			return append(dst, '\r', '\n')
+		}
+		if i > 0 && src[i-1] == '\r' {
+			dst = append(dst, src[:i+1]...)
+		} else {
+			dst = append(dst, src[:i]...)
+			dst = append(dst, '\r', '\n')
+		}
+		src = src[i+1:]
+	}
+	return dst
 }
 
 // quit says goodbye within d and closes the connection.
@@ -524,12 +568,7 @@ func (d *deadlineConn) cancel() {
 
 // queueID takes the relay's queue id from its answer to DATA ("2.0.0 Ok: queued as
 // 4AbC12", "OK id=1pQr-0001"), or "" when it gave none.
-func queueID(w any) string {
-	dc, ok := w.(*gomail.DataCloser)
-	if !ok {
-		return ""
-	}
-	resp := dc.ServerResponse()
+func queueID(resp string) string {
 	for _, marker := range []string{"queued as ", "id="} {
 		if i := strings.Index(strings.ToLower(resp), marker); i >= 0 {
 			f := strings.Fields(resp[i+len(marker):])

@@ -759,3 +759,38 @@ func BenchmarkSend(b *testing.B) {
 		b.Errorf("%d sessions for 8 senders", n)
 	}
 }
+
+func TestAppendStuffed(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"", ""},
+		{"a\r\nb\r\n", "a\r\nb\r\n"},
+		{".a\r\n..b\r\nc.\r\n", "..a\r\n...b\r\nc.\r\n"},
+		{"a\nb", "a\r\nb\r\n"},
+		{"a\r\n.", "a\r\n..\r\n"},
+		{".\r\n", "..\r\n"},
+	} {
+		if got := string(appendStuffed(nil, []byte(c.in))); got != c.want {
+			t.Errorf("appendStuffed(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
+
+func TestDotLinesArriveIntact(t *testing.T) {
+	srv := smtptest.Start(t, smtptest.Options{})
+	p, err := New(Config{Host: srv.Host(), Port: srv.Port(), TLS: TLSNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	msg := providertest.Message("dots@example.org", 1)
+	raw := string(msg.Raw)
+	raw = strings.Replace(raw, "Hello Jane 1\r\n", "Hello Jane 1\r\n.\r\n..two\r\n.one\r\n", 1)
+	msg.Raw = []byte(raw)
+	if _, err := p.Send(context.Background(), msg); err != nil {
+		t.Fatal(err)
+	}
+	got := srv.Messages()
+	if len(got) != 1 || string(got[0].Raw) != raw {
+		t.Fatalf("message changed on the way:\n%q\nwant\n%q", got[0].Raw, raw)
+	}
+}
