@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -88,9 +89,11 @@ func exitCode(err error) int {
 }
 
 type app struct {
-	io       *IO
-	ran      bool
-	registry providers.Registry
+	io         *IO
+	ran        bool
+	cpuProfile string
+	stopProf   func()
+	registry   providers.Registry
 }
 
 func (a *app) env() campaign.Env {
@@ -133,6 +136,9 @@ func Main(args []string, sys *IO) int {
 	root.SetOut(sys.Stdout)
 	root.SetErr(sys.Stderr)
 	err := root.ExecuteContext(ctx)
+	if a.stopProf != nil {
+		a.stopProf()
+	}
 	if err == nil {
 		return exitOK
 	}
@@ -149,12 +155,17 @@ func Main(args []string, sys *IO) int {
 
 func (a *app) rootCmd() *cobra.Command {
 	root := &cobra.Command{
-		Use:              "herald",
-		Short:            "Send email campaigns from a subscriber CSV and a template",
-		SilenceUsage:     true,
-		SilenceErrors:    true,
-		PersistentPreRun: func(*cobra.Command, []string) { a.ran = true },
+		Use:           "herald",
+		Short:         "Send email campaigns from a subscriber CSV and a template",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(*cobra.Command, []string) error {
+			a.ran = true
+			return a.startProfile()
+		},
 	}
+	root.PersistentFlags().StringVar(&a.cpuProfile, "cpuprofile", "", "write a CPU profile to this file (for measuring herald itself)")
+	_ = root.PersistentFlags().MarkHidden("cpuprofile")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &usageError{err: fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())}
 	})
@@ -171,6 +182,23 @@ func args(check cobra.PositionalArgs) cobra.PositionalArgs {
 		}
 		return nil
 	}
+}
+
+// startProfile starts the hidden --cpuprofile.
+func (a *app) startProfile() error {
+	if a.cpuProfile == "" {
+		return nil
+	}
+	f, err := os.Create(a.cpuProfile)
+	if err != nil {
+		return &usageError{err: err}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return err
+	}
+	a.stopProf = func() { pprof.StopCPUProfile(); f.Close() }
+	return nil
 }
 
 func (a *app) load(path string) (*campaign.Campaign, error) {
