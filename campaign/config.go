@@ -230,7 +230,7 @@ func Parse(path string, data []byte, now time.Time) (*Campaign, error) {
 		return nil, bad("unsubscribe.url", "required (an https URL; herald appends the signed token)")
 	}
 	u, err := url.Parse(f.Unsubscribe.URL)
-	if err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopbackHost(u.Hostname()))) {
+	if err != nil || u.Host == "" || u.Scheme != "https" {
 		return nil, bad("unsubscribe.url", "%q must be an absolute https URL", f.Unsubscribe.URL)
 	}
 	if u.Fragment != "" {
@@ -406,8 +406,4 @@ func ParseRate(s string) (Rate, error) {
 		return Rate{}, fmt.Errorf("%q: unit %q: use s, m or h", s, unit)
 	}
 	return Rate{PerSecond: v / per, Text: strings.TrimSpace(s)}, nil
-}
-
-func isLoopbackHost(h string) bool {
-	return h == "localhost" || strings.HasPrefix(h, "127.") || h == "::1"
 }
