@@ -20,20 +20,20 @@ import (
 	"github.com/heraldmail/herald/providers/smtp/smtptest"
 )
 
-// lockedBuffer is a bytes.Buffer safe for the writes of several goroutines (the
+// cliBuffer is a bytes.Buffer safe for the writes of several goroutines (the
 // progress reporter and the signal handler write to stderr while a run goes on).
-type lockedBuffer struct {
+type cliBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) {
+func (l *cliBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
 
-func (l *lockedBuffer) String() string {
+func (l *cliBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
@@ -59,7 +59,7 @@ type cliEnv struct {
 
 func (e *cliEnv) run(t *testing.T, args ...string) cliRun {
 	t.Helper()
-	var stdout, stderr lockedBuffer
+	var stdout, stderr cliBuffer
 	sys := &IO{
 		Stdin:  strings.NewReader(e.stdin),
 		Stdout: &stdout, Stderr: &stderr,
@@ -80,9 +80,9 @@ func (e *cliEnv) run(t *testing.T, args ...string) cliRun {
 	return r
 }
 
-// writeCampaign writes c.yaml (the given provider block and extra keys), t.txt and
+// cliCampaign writes c.yaml (the given provider block and extra keys), t.txt and
 // list.csv with n recipients r1@example.org … into a new folder and returns c.yaml.
-func writeCampaign(t *testing.T, n int, provider, extra string) string {
+func cliCampaign(t *testing.T, n int, provider, extra string) string {
 	t.Helper()
 	dir := t.TempDir()
 	yaml := fmt.Sprintf(`name: cli
@@ -115,16 +115,16 @@ retry: {attempts: 1, backoff: 10ms, max_backoff: 10ms}
 	return filepath.Join(dir, "c.yaml")
 }
 
-const fileProvider = "  kind: file\n  dir: outbox"
+const cliFileProvider = "  kind: file\n  dir: outbox"
 
-func smtpProvider(srv *smtptest.Server, extra string) string {
+func cliSMTPProvider(srv *smtptest.Server, extra string) string {
 	return fmt.Sprintf("  kind: smtp\n  host: %s\n  port: %d\n  tls: none\n%s", srv.Host(), srv.Port(), extra)
 }
 
-// outboxFiles counts the .eml files the file provider wrote beside cf (0 when none).
-func outboxFiles(t *testing.T, cf string) int {
+// cliOutboxFiles counts the .eml files the file provider wrote beside cf (0 when none).
+func cliOutboxFiles(t *testing.T, cf string) int {
 	t.Helper()
-	n, err := countFiles(filepath.Join(filepath.Dir(cf), "outbox"), "*.eml")
+	n, err := countDirFiles(filepath.Join(filepath.Dir(cf), "outbox"), "*.eml")
 	if errors.Is(err, os.ErrNotExist) {
 		return 0
 	}
@@ -134,8 +134,8 @@ func outboxFiles(t *testing.T, cf string) int {
 	return n
 }
 
-// journalRows counts the recipients of campaign "cli" in the store beside cf.
-func journalRows(t *testing.T, cf string) int {
+// cliJournalRows counts the recipients of campaign "cli" in the store beside cf.
+func cliJournalRows(t *testing.T, cf string) int {
 	t.Helper()
 	path := filepath.Join(filepath.Dir(cf), "herald.db")
 	if _, err := os.Stat(path); err != nil {
@@ -153,8 +153,8 @@ func journalRows(t *testing.T, cf string) int {
 	return n
 }
 
-// summaryOf decodes stdout as exactly one JSON summary object.
-func summaryOf(t *testing.T, r cliRun) map[string]any {
+// cliSummary decodes stdout as exactly one JSON summary object.
+func cliSummary(t *testing.T, r cliRun) map[string]any {
 	t.Helper()
 	obj, err := decodeOneObject(r.stdout)
 	if err != nil {
@@ -166,8 +166,8 @@ func summaryOf(t *testing.T, r cliRun) map[string]any {
 	return obj
 }
 
-// count reads a dotted key of a summary as an int.
-func count(t *testing.T, obj map[string]any, key string) int {
+// jsonCount reads a dotted key of a summary as an int.
+func jsonCount(t *testing.T, obj map[string]any, key string) int {
 	t.Helper()
 	s, err := jsonLookup(obj, key)
 	if err != nil {
@@ -180,15 +180,15 @@ func count(t *testing.T, obj map[string]any, key string) int {
 	return n
 }
 
-// checkAddsUp checks that the counts of a send summary add up to total.
-func checkAddsUp(t *testing.T, obj map[string]any) {
+// checkCountsAddUp checks that the counts of a send summary add up to total.
+func checkCountsAddUp(t *testing.T, obj map[string]any) {
 	t.Helper()
 	sum := 0
 	for _, k := range []string{"sent", "failed", "deferred", "unknown", "pending",
 		"skipped.invalid", "skipped.duplicate", "skipped.suppressed", "skipped.already_done"} {
-		sum += count(t, obj, k)
+		sum += jsonCount(t, obj, k)
 	}
-	if total := count(t, obj, "total"); sum != total {
+	if total := jsonCount(t, obj, "total"); sum != total {
 		t.Errorf("summary counts add up to %d, total is %d", sum, total)
 	}
 }
@@ -222,11 +222,11 @@ func TestExitCodeMapping(t *testing.T) {
 
 // TestMainExitCodes runs Main in process for each exit code of PRODUCT.md.
 func TestMainExitCodes(t *testing.T) {
-	good := writeCampaign(t, 3, fileProvider, "")
-	noFrom := writeCampaign(t, 3, fileProvider, "")
+	good := cliCampaign(t, 3, cliFileProvider, "")
+	noFrom := cliCampaign(t, 3, cliFileProvider, "")
 	data, _ := os.ReadFile(noFrom)
 	os.WriteFile(noFrom, bytes.Replace(data, []byte("from:"), []byte("# from:"), 1), 0o644)
-	badList := writeCampaign(t, 3, fileProvider, "")
+	badList := cliCampaign(t, 3, cliFileProvider, "")
 	os.WriteFile(filepath.Join(filepath.Dir(badList), "list.csv"), []byte("email,name\n\"a@example.org,x\n"), 0o644)
 
 	for _, tc := range []struct {
@@ -257,10 +257,10 @@ func TestMainExitCodes(t *testing.T) {
 			}
 		})
 	}
-	if n := outboxFiles(t, noFrom) + outboxFiles(t, badList); n != 0 {
+	if n := cliOutboxFiles(t, noFrom) + cliOutboxFiles(t, badList); n != 0 {
 		t.Errorf("%d message(s) written by runs that exit 2", n)
 	}
-	if n := journalRows(t, badList); n != 0 {
+	if n := cliJournalRows(t, badList); n != 0 {
 		t.Errorf("%d journal row(s) left by a run with a bad list", n)
 	}
 }
@@ -274,17 +274,17 @@ func TestMainFailedRecipientsExit1(t *testing.T) {
 			return nil
 		},
 	})
-	cf := writeCampaign(t, 4, smtpProvider(srv, ""), "")
+	cf := cliCampaign(t, 4, cliSMTPProvider(srv, ""), "")
 	e := &cliEnv{}
 	r := e.run(t, "send", cf, "--yes", "--json")
 	if r.code != 1 {
 		t.Errorf("exit %d, want 1 (a recipient failed)", r.code)
 	}
-	sum := summaryOf(t, r)
-	if count(t, sum, "sent") != 3 || count(t, sum, "failed") != 1 {
-		t.Errorf("sent %d failed %d, want 3 and 1", count(t, sum, "sent"), count(t, sum, "failed"))
+	sum := cliSummary(t, r)
+	if jsonCount(t, sum, "sent") != 3 || jsonCount(t, sum, "failed") != 1 {
+		t.Errorf("sent %d failed %d, want 3 and 1", jsonCount(t, sum, "sent"), jsonCount(t, sum, "failed"))
 	}
-	checkAddsUp(t, sum)
+	checkCountsAddUp(t, sum)
 	if got := srv.Accepted(); got != 3 {
 		t.Errorf("server accepted %d messages, want 3", got)
 	}
@@ -294,10 +294,10 @@ func TestMainFailedRecipientsExit1(t *testing.T) {
 	if r.code != 0 {
 		t.Errorf("re-run: exit %d, want 0", r.code)
 	}
-	sum = summaryOf(t, r)
-	if count(t, sum, "sent") != 0 || count(t, sum, "skipped.already_done")+count(t, sum, "skipped.suppressed") != 4 {
+	sum = cliSummary(t, r)
+	if jsonCount(t, sum, "sent") != 0 || jsonCount(t, sum, "skipped.already_done")+jsonCount(t, sum, "skipped.suppressed") != 4 {
 		t.Errorf("re-run: sent %d, already_done %d + suppressed %d, want 0 and 4 in all",
-			count(t, sum, "sent"), count(t, sum, "skipped.already_done"), count(t, sum, "skipped.suppressed"))
+			jsonCount(t, sum, "sent"), jsonCount(t, sum, "skipped.already_done"), jsonCount(t, sum, "skipped.suppressed"))
 	}
 	if got := srv.Accepted(); got != 3 {
 		t.Errorf("server accepted %d messages after the re-run, want still 3", got)
@@ -317,17 +317,17 @@ func TestMainFailedRecipientsExit1(t *testing.T) {
 
 func TestMainFatalProviderErrorExit1(t *testing.T) {
 	srv := smtptest.Start(t, smtptest.Options{Username: "herald", Password: "right"})
-	cf := writeCampaign(t, 5, smtpProvider(srv, "  username: herald\n  password_env: CLI_SMTP_PASSWORD"), "")
+	cf := cliCampaign(t, 5, cliSMTPProvider(srv, "  username: herald\n  password_env: CLI_SMTP_PASSWORD"), "")
 	e := &cliEnv{env: map[string]string{"CLI_SMTP_PASSWORD": "wrong-secret-value"}}
 	r := e.run(t, "send", cf, "--yes", "--json")
 	if r.code != 1 {
 		t.Errorf("exit %d, want 1 (stopped by a fatal provider error)", r.code)
 	}
-	sum := summaryOf(t, r)
-	if count(t, sum, "sent") != 0 || count(t, sum, "pending") != 5 {
-		t.Errorf("sent %d pending %d, want 0 and 5", count(t, sum, "sent"), count(t, sum, "pending"))
+	sum := cliSummary(t, r)
+	if jsonCount(t, sum, "sent") != 0 || jsonCount(t, sum, "pending") != 5 {
+		t.Errorf("sent %d pending %d, want 0 and 5", jsonCount(t, sum, "sent"), jsonCount(t, sum, "pending"))
 	}
-	checkAddsUp(t, sum)
+	checkCountsAddUp(t, sum)
 	if strings.Contains(r.stdout+r.stderr, "wrong-secret-value") {
 		t.Error("the password appears in the output")
 	}
@@ -335,7 +335,7 @@ func TestMainFatalProviderErrorExit1(t *testing.T) {
 
 func TestMainInterruptedExit130(t *testing.T) {
 	srv := smtptest.Start(t, smtptest.Options{DataDelay: 100 * time.Millisecond})
-	cf := writeCampaign(t, 30, smtpProvider(srv, ""), "workers: 1\n")
+	cf := cliCampaign(t, 30, cliSMTPProvider(srv, ""), "workers: 1\n")
 	e := &cliEnv{signals: make(chan os.Signal)}
 	done := make(chan cliRun, 1)
 	go func() { done <- e.run(t, "send", cf, "--yes", "--json") }()
@@ -361,9 +361,9 @@ func TestMainInterruptedExit130(t *testing.T) {
 	if e.exits.Load() != 0 {
 		t.Errorf("IO.Exit called after one signal")
 	}
-	sum := summaryOf(t, r)
-	checkAddsUp(t, sum)
-	sent, pending := count(t, sum, "sent"), count(t, sum, "pending")
+	sum := cliSummary(t, r)
+	checkCountsAddUp(t, sum)
+	sent, pending := jsonCount(t, sum, "sent"), jsonCount(t, sum, "pending")
 	if sent < 1 || pending < 1 || sent != srv.Accepted() {
 		t.Errorf("sent %d pending %d (server accepted %d): want some sent, the rest pending, and the journal to match the server", sent, pending, srv.Accepted())
 	}
@@ -394,7 +394,7 @@ func TestMainInterruptedExit130(t *testing.T) {
 
 func TestMainSecondSignalExitsAtOnce(t *testing.T) {
 	srv := smtptest.Start(t, smtptest.Options{DataDelay: 300 * time.Millisecond})
-	cf := writeCampaign(t, 10, smtpProvider(srv, ""), "workers: 1\n")
+	cf := cliCampaign(t, 10, cliSMTPProvider(srv, ""), "workers: 1\n")
 	e := &cliEnv{signals: make(chan os.Signal)}
 	done := make(chan cliRun, 1)
 	go func() { done <- e.run(t, "send", cf, "--yes") }()
@@ -425,20 +425,20 @@ func TestJSONIsOneObjectOnStdout(t *testing.T) {
 		code     int
 		dryRun   string
 	}{
-		{"sent", fileProvider, []string{"send", "--yes", "--json"}, 0, "false"},
-		{"dry run", fileProvider, []string{"send", "--dry-run", "--json"}, 0, "true"},
-		{"limit 0", fileProvider, []string{"send", "--yes", "--json", "--limit", "0"}, 0, "false"},
-		{"failed", smtpProvider(reject, ""), []string{"send", "--yes", "--json"}, 1, "false"},
+		{"sent", cliFileProvider, []string{"send", "--yes", "--json"}, 0, "false"},
+		{"dry run", cliFileProvider, []string{"send", "--dry-run", "--json"}, 0, "true"},
+		{"limit 0", cliFileProvider, []string{"send", "--yes", "--json", "--limit", "0"}, 0, "false"},
+		{"failed", cliSMTPProvider(reject, ""), []string{"send", "--yes", "--json"}, 1, "false"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cf := writeCampaign(t, 3, tc.provider, "")
+			cf := cliCampaign(t, 3, tc.provider, "")
 			args := append([]string{tc.args[0], cf}, tc.args[1:]...)
 			r := (&cliEnv{}).run(t, args...)
 			if r.code != tc.code {
 				t.Errorf("exit %d, want %d", r.code, tc.code)
 			}
-			sum := summaryOf(t, r)
-			checkAddsUp(t, sum)
+			sum := cliSummary(t, r)
+			checkCountsAddUp(t, sum)
 			if got, _ := jsonLookup(sum, "dry_run"); got != tc.dryRun {
 				t.Errorf("dry_run %s, want %s", got, tc.dryRun)
 			}
@@ -452,7 +452,7 @@ func TestJSONIsOneObjectOnStdout(t *testing.T) {
 	}
 
 	t.Run("status", func(t *testing.T) {
-		cf := writeCampaign(t, 3, fileProvider, "")
+		cf := cliCampaign(t, 3, cliFileProvider, "")
 		if r := (&cliEnv{}).run(t, "send", cf, "--yes", "--limit", "2"); r.code != 0 || r.stdout != "" {
 			t.Fatalf("send without --json: exit %d, stdout %q (want 0 and nothing)", r.code, r.stdout)
 		}
@@ -460,9 +460,9 @@ func TestJSONIsOneObjectOnStdout(t *testing.T) {
 		if r.code != 0 {
 			t.Errorf("exit %d", r.code)
 		}
-		sum := summaryOf(t, r)
-		if count(t, sum, "sent") != 2 || count(t, sum, "pending") != 1 || count(t, sum, "total") != 3 {
-			t.Errorf("status: sent %d pending %d total %d, want 2 1 3", count(t, sum, "sent"), count(t, sum, "pending"), count(t, sum, "total"))
+		sum := cliSummary(t, r)
+		if jsonCount(t, sum, "sent") != 2 || jsonCount(t, sum, "pending") != 1 || jsonCount(t, sum, "total") != 3 {
+			t.Errorf("status: sent %d pending %d total %d, want 2 1 3", jsonCount(t, sum, "sent"), jsonCount(t, sum, "pending"), jsonCount(t, sum, "total"))
 		}
 	})
 }
@@ -490,7 +490,7 @@ func TestConfirmation(t *testing.T) {
 		{"no terminal, no input", false, "", nil, false, 0, 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cf := writeCampaign(t, 3, fileProvider, "")
+			cf := cliCampaign(t, 3, cliFileProvider, "")
 			e := &cliEnv{stdin: tc.stdin, stdinTTY: tc.tty}
 			r := e.run(t, append([]string{"send", cf}, tc.args...)...)
 			if r.code != tc.code {
@@ -506,11 +506,11 @@ func TestConfirmation(t *testing.T) {
 			if tc.asked && !strings.Contains(r.stderr, "3 recipient(s) via file") {
 				t.Errorf("the question does not name the count and the provider")
 			}
-			if got := outboxFiles(t, cf); got != tc.outbox {
+			if got := cliOutboxFiles(t, cf); got != tc.outbox {
 				t.Errorf("%d message(s) written, want %d", got, tc.outbox)
 			}
 			if tc.outbox == 0 {
-				if n := journalRows(t, cf); n != 0 {
+				if n := cliJournalRows(t, cf); n != 0 {
 					t.Errorf("%d journal row(s) after nothing was sent", n)
 				}
 			}

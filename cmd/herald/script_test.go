@@ -135,14 +135,14 @@ func cmdCountFiles(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) == 3 {
 		glob = args[2]
 	}
-	n, err := countFiles(ts.MkAbs(args[1]), glob)
+	n, err := countDirFiles(ts.MkAbs(args[1]), glob)
 	ts.Check(err)
 	if n != want {
 		ts.Fatalf("%s: %d file(s) matching %s, want %d", args[1], n, glob, want)
 	}
 }
 
-func countFiles(dir, glob string) (int, error) {
+func countDirFiles(dir, glob string) (int, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return 0, err
