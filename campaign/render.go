@@ -26,7 +26,7 @@ type Renderer struct {
 func NewRenderer(c *Campaign, columns []string, secret []byte, now func() time.Time) (*Renderer, error) {
 	src := templates.Sources{Subject: c.Subject, ToName: c.ToName}
 	for _, f := range []struct {
-		path      string
+		path     string
 		into, nm *string
 	}{{c.HTMLFile, &src.HTML, &src.HTMLFile}, {c.TextFile, &src.Text, &src.TextFile}} {
 		if f.path == "" {
