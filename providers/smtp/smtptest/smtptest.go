@@ -313,14 +313,18 @@ func (ss *session) Data(r io.Reader) error {
 		ss.conn.Conn().Close()
 		return errors.New("connection dropped")
 	}
+	// A stop during DATA is an outage: the connection goes away unanswered, as when a
+	// relay dies (an answer would be a permanent 554 from go-smtp).
 	if o.HangData {
 		<-ss.stop
+		ss.conn.Conn().Close()
 		return errors.New("server stopped")
 	}
 	if o.DataDelay > 0 {
 		select {
 		case <-time.After(o.DataDelay):
 		case <-ss.stop:
+			ss.conn.Conn().Close()
 			return errors.New("server stopped")
 		}
 	}
