@@ -42,8 +42,8 @@ with open(os.path.join(work, "subscribers.csv"), "w") as f:
     f.write("email,first_name,name,city\n")
     for i in range(rows):
         f.write(f"user{i:07d}@example.org,Name{i},Name{i} Surname,City{i % 100}\n")
-para = "<p>Our picks for readers in {{ .city }}: a paragraph of newsletter text that fills the message to a realistic size.</p>\n"
-html = "<html><body><h1>Hello {{ .first_name }},</h1>\n" + para * 80 + '<p><a href="{{ .UnsubscribeURL }}">Unsubscribe</a></p></body></html>\n'
+para = "<p>A paragraph of newsletter text, the same for every reader, that fills the message to a realistic size.</p>\n"
+html = "<html><body><h1>Hello {{ .first_name }},</h1>\n<p>Our picks for readers in {{ .city }}:</p>\n" + para * 90 + '<p><a href="{{ .UnsubscribeURL }}">Unsubscribe</a></p></body></html>\n'
 open(os.path.join(work, "template.html"), "w").write(html)
 open(os.path.join(work, "template.txt"), "w").write("Hello {{ .first_name }} in {{ .city }}.\n" + "Some newsletter text for the plain part. " * 100 + "\nUnsubscribe: {{ .UnsubscribeURL }}\n")
 open(os.path.join(work, "campaign.yaml"), "w").write(f"""name: bench
