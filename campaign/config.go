@@ -133,7 +133,7 @@ func Parse(path string, data []byte, now time.Time) (*Campaign, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, configErr("%s: the file is empty", path)
 		}
-		return nil, configErr("%s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
+		return nil, configErr("%s: %s", path, yamlMessage(err))
 	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -337,14 +337,32 @@ func (c *Campaign) DecodeProvider(v any) error {
 			return nil
 		}
 		// Line numbers refer to the re-encoded block; point at the block instead.
-		msg := strings.TrimPrefix(err.Error(), "yaml: ")
-		msg = lineRe.ReplaceAllString(msg, "")
+		msg := lineRe.ReplaceAllString(yamlMessage(err), "")
 		return fmt.Errorf("%s: provider (line %d): %s", c.relPath(), c.ProviderNode.Line, msg)
 	}
 	return nil
 }
 
-var lineRe = regexp.MustCompile(`line \d+: `)
+var (
+	lineRe    = regexp.MustCompile(`line \d+: `)
+	unknownRe = regexp.MustCompile(`field (\S+) not found in type \S+`)
+	typeRe    = regexp.MustCompile(` into [a-z]+\.[A-Za-z.]+`)
+)
+
+// yamlMessage words a YAML error for a user: "unknown key" rather than Go type names.
+func yamlMessage(err error) string {
+	msgs := []string{strings.TrimPrefix(err.Error(), "yaml: ")}
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		msgs = te.Errors
+	}
+	out := make([]string, len(msgs))
+	for i, m := range msgs {
+		m = unknownRe.ReplaceAllString(m, `unknown key "$1"`)
+		out[i] = typeRe.ReplaceAllString(m, "")
+	}
+	return strings.Join(out, "; ")
+}
 
 func (c *Campaign) relPath() string {
 	if wd, err := os.Getwd(); err == nil {

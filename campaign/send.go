@@ -293,6 +293,14 @@ func Send(ctx context.Context, c *Campaign, o SendOptions, env Env) (sum *Summar
 		sum.DurationMS = time.Since(start).Milliseconds()
 		return sum, nil
 	}
+	// Asked before the provider is opened: a "no" connects to nothing.
+	p := Plan{Campaign: c.Name, Total: plan.Total, ToSend: toSend, Skipped: plan.Skipped,
+		Provider: c.ProviderKind, Rate: perSecond, Workers: workers}
+	p.ETA = time.Duration(float64(toSend) / perSecond * float64(time.Second))
+	if o.Confirm != nil && !o.Confirm(p) {
+		sum.Pending = plan.ToSend + plan.NotDue + plan.GaveUp
+		return sum, ErrDeclined
+	}
 	prov, err := reg.Open(ctx, ProviderSpec(c, env))
 	if err != nil {
 		var pe *providers.Error
@@ -307,16 +315,16 @@ func Send(ctx context.Context, c *Campaign, o SendOptions, env Env) (sum *Summar
 		workers = caps.MaxConcurrency
 	}
 	if caps.MaxRate > 0 && caps.MaxRate < perSecond {
-		env.warnf("%s allows %.2f messages/s: rate capped from %.2f/s", prov.Name(), caps.MaxRate, perSecond)
+		env.warnf("%s allows %.4g messages/s: rate capped from %.4g/s", prov.Name(), caps.MaxRate, perSecond)
 		perSecond = caps.MaxRate
 	}
-	p := Plan{Campaign: c.Name, Total: plan.Total, ToSend: toSend, Skipped: plan.Skipped,
-		Provider: prov.Name(), Rate: perSecond, Workers: workers,
-		ETA: time.Duration(float64(toSend) / perSecond * float64(time.Second))}
-	if o.Confirm != nil && !o.Confirm(p) {
-		sum.Pending = plan.ToSend + plan.NotDue + plan.GaveUp
-		return sum, ErrDeclined
+	if q, ok := prov.(interface{ Quota() (float64, bool) }); ok {
+		if remaining, known := q.Quota(); known && float64(toSend) > remaining {
+			env.warnf("%s: %d message(s) to send but only %.0f left in the 24-hour quota: the rest will fail as quota exhausted and stay pending", prov.Name(), toSend, remaining)
+		}
 	}
+	p.Provider, p.Rate, p.Workers = prov.Name(), perSecond, workers
+	p.ETA = time.Duration(float64(toSend) / perSecond * float64(time.Second))
 
 	w := store.NewWriter(c.Name)
 	pl := &Pipeline{

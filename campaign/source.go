@@ -166,11 +166,16 @@ func (s *Source) Scan(ctx context.Context, fn func(*Recipient) error) (ScanResul
 		}
 		t := now()
 		for _, rc := range batch {
+			e, inJournal := entries[rc.Key]
+			if inJournal && (e.State == journal.Sent || e.State == journal.Failed || e.State == journal.Unknown || e.State == journal.Sending) {
+				res.Skipped.AlreadyDone++
+				continue
+			}
 			if _, ok := supp[rc.Key]; ok {
 				res.Skipped.Suppressed++
 				continue
 			}
-			if e, ok := entries[rc.Key]; ok {
+			if inJournal {
 				switch e.State {
 				case journal.Pending:
 				case journal.Deferred:

@@ -113,6 +113,8 @@ func Main(args []string, sys *IO) int {
 	a := &app{io: sys, registry: all.Registry()}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	finished := make(chan struct{})
+	defer close(finished)
 	if sys.Signals != nil {
 		go func() {
 			select {
@@ -126,7 +128,7 @@ func Main(args []string, sys *IO) int {
 			case <-sys.Signals:
 				fmt.Fprintln(sys.Stderr, "herald: quit; the journal is consistent, re-run to resume")
 				sys.Exit(exitInterrupted)
-			case <-time.After(24 * time.Hour):
+			case <-finished:
 			}
 		}()
 	}
@@ -171,6 +173,16 @@ func (a *app) rootCmd() *cobra.Command {
 	})
 	root.AddCommand(a.initCmd(), a.validateCmd(), a.previewCmd(), a.sendCmd(), a.statusCmd(),
 		a.suppressCmd(), a.scheduleCmd(), a.serveCmd(), a.versionCmd())
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		if c.Name() == "completion" {
+			// cobra's completion command prints its help for an unknown shell and exits 0.
+			c.Args = args(cobra.NoArgs)
+			c.RunE = func(c *cobra.Command, _ []string) error {
+				return &usageError{err: fmt.Errorf("completion: name a shell: bash, zsh, fish or powershell")}
+			}
+		}
+	}
 	return root
 }
 
