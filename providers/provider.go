@@ -295,16 +295,23 @@ func (r Registry) Lookup(kind string) (Registration, error) {
 
 // Secret holds a credential. It formats as "[redacted]" with every fmt verb, so it can
 // never leak into a log, an error or a journal by accident; Reveal returns the value.
-type Secret struct{ v string }
+// The value sits behind a function: even where fmt cannot call Format (a Secret in an
+// unexported field of a struct printed with %+v), it prints a function's address.
+type Secret struct{ v func() string }
 
 // NewSecret wraps a credential.
-func NewSecret(v string) Secret { return Secret{v: v} }
+func NewSecret(v string) Secret { return Secret{v: func() string { return v }} }
 
 // Reveal returns the credential itself; call it only where the credential is used.
-func (s Secret) Reveal() string { return s.v }
+func (s Secret) Reveal() string {
+	if s.v == nil {
+		return ""
+	}
+	return s.v()
+}
 
 // Empty reports whether no credential is set.
-func (s Secret) Empty() bool { return s.v == "" }
+func (s Secret) Empty() bool { return s.Reveal() == "" }
 
 // String implements fmt.Stringer.
 func (s Secret) String() string { return "[redacted]" }
