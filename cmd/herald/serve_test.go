@@ -1,0 +1,93 @@
+package main
+
+import (
+	"bufio"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// TestServeUnsubscribesFromSentLink sends the quickstart into an outbox, takes the
+// List-Unsubscribe URL of one message, and posts to it the way a mail client does
+// (RFC 8058) through `herald serve` on the same store: the address lands on the
+// suppression list and the next send counts it as suppressed.
+func TestServeUnsubscribesFromSentLink(t *testing.T) {
+	dir := t.TempDir()
+	run := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(heraldBin, args...)
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("herald %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	run("init", "news")
+	// A campaign that is not finished yet: only two of ten are sent now.
+	run("send", "news/campaign.yaml", "--limit", "2", "--yes")
+	emls, _ := filepath.Glob(filepath.Join(dir, "news", "outbox", "*.eml"))
+	if len(emls) != 2 {
+		t.Fatalf("outbox holds %d messages", len(emls))
+	}
+	raw, _ := os.ReadFile(emls[0])
+	m := regexp.MustCompile(`List-Unsubscribe: <https://news\.acme\.example(/unsubscribe/[^>]+)>`).FindSubmatch(raw)
+	if m == nil {
+		t.Fatalf("no List-Unsubscribe URL in %s", raw)
+	}
+	to := regexp.MustCompile(`(?m)^To: .*<([^>]+)>`).FindSubmatch(raw)
+
+	srv := exec.Command(heraldBin, "serve", "--addr", "127.0.0.1:0", "--campaign", "news/campaign.yaml")
+	srv.Dir = dir
+	stderr, _ := srv.StderrPipe()
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = srv.Process.Signal(syscall.SIGTERM); _ = srv.Wait() }()
+	sc := bufio.NewScanner(stderr)
+	var base string
+	for sc.Scan() {
+		if a := regexp.MustCompile(`listening on (http://\S+)`).FindStringSubmatch(sc.Text()); a != nil {
+			base = a[1]
+			break
+		}
+	}
+	if base == "" {
+		t.Fatal("serve did not say where it listens")
+	}
+	go func() { _, _ = io.Copy(io.Discard, stderr) }()
+	// Behind a reverse proxy the path keeps its prefix; the token is found all the same.
+	resp, err := http.Post(base+"/proxy"+string(m[1]), "application/x-www-form-urlencoded", strings.NewReader("List-Unsubscribe=One-Click"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("one-click POST = %d", resp.StatusCode)
+	}
+	// A recipient not sent yet unsubscribes through the link preview shows (preview signs
+	// with the store's secret, like send).
+	prev := regexp.MustCompile(`List-Unsubscribe: <https://news\.acme\.example(/unsubscribe/[^>]+)>`).FindStringSubmatch(run("preview", "news/campaign.yaml", "--row", "10"))
+	if prev == nil {
+		t.Fatal("preview shows no List-Unsubscribe URL")
+	}
+	resp, err = http.Post(base+prev[1], "application/x-www-form-urlencoded", strings.NewReader("List-Unsubscribe=One-Click"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	list := run("suppress", "list", "--campaign", "news/campaign.yaml")
+	if !strings.Contains(list, string(to[1])) || !strings.Contains(list, "rene@example.org") {
+		t.Fatalf("suppression list after two unsubscribes:\n%s\nwant %s and rene@example.org", list, to[1])
+	}
+	out := run("send", "news/campaign.yaml", "--yes", "--json")
+	if !strings.Contains(out, `"already_done":2`) || !strings.Contains(out, `"suppressed":1`) || !strings.Contains(out, `"sent":7`) {
+		t.Fatalf("send after the unsubscribes: %s", out)
+	}
+}
