@@ -17,8 +17,10 @@ import (
 	"context"
 	"crypto"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
+	"net/textproto"
 	"os"
 	"strconv"
 	"strings"
@@ -339,6 +341,13 @@ func (p *Provider) handshake(ctx context.Context, dc *deadlineConn) (*conn, erro
 			return nil, err
 		}
 	}
+	c.pipelining, _ = cl.Extension("PIPELINING")
+	if ok, _ := cl.Extension("8BITMIME"); ok {
+		c.mailParams += " BODY=8BITMIME"
+	}
+	if ok, _ := cl.Extension("SMTPUTF8"); ok {
+		c.mailParams += " SMTPUTF8"
+	}
 	return c, nil
 }
 
@@ -386,6 +395,10 @@ type conn struct {
 	uses, sent int
 	// buf holds the dot-stuffed message being sent, reused between messages.
 	buf []byte
+	// pipelining is set when the server offers PIPELINING; mailParams are the
+	// parameters of MAIL FROM that go-mail's client would add (BODY=8BITMIME, SMTPUTF8).
+	pipelining bool
+	mailParams string
 	// dirty is set when a transaction was begun and not finished: RSET before reuse.
 	dirty bool
 }
@@ -446,17 +459,8 @@ func (c *conn) send(ctx context.Context, timeout time.Duration, msg *providers.M
 	}
 	c.dirty = true
 	c.dc.arm(timeout)
-	// go-mail's client sends the path as given: the angle brackets are ours to add.
-	if err := c.cl.Mail("<" + msg.Sender() + ">"); err != nil {
-		return "", fail(stageMail, err)
-	}
-	c.dc.arm(timeout)
-	if err := c.cl.Rcpt("<" + msg.To + ">"); err != nil {
-		return "", fail(stageRcpt, err)
-	}
-	c.dc.arm(timeout)
-	if err := c.startData(); err != nil {
-		return "", fail(stageData, err)
+	if st, err := c.begin(msg.Sender(), msg.To); err != nil {
+		return "", fail(st, err)
 	}
 	c.dc.arm(timeout)
 	c.dc.werr = nil
@@ -478,6 +482,68 @@ func (c *conn) send(ctx context.Context, timeout time.Duration, msg *providers.M
 	}
 	c.sent++
 	return queueID(answer), nil
+}
+
+// begin opens the transaction: MAIL, RCPT and DATA up to the 354 go-ahead. When the
+// server offers PIPELINING (RFC 2920, nearly every relay does) the three commands go out
+// in one write and their answers are read in order: one round trip instead of three.
+// It returns the stage whose answer failed first.
+func (c *conn) begin(from, to string) (stage, error) {
+	// go-mail's client sends the path as given: the angle brackets are ours to add.
+	from, to = "<"+from+">", "<"+to+">"
+	if !c.pipelining {
+		if err := c.cl.Mail(from); err != nil {
+			return stageMail, err
+		}
+		if err := c.cl.Rcpt(to); err != nil {
+			return stageRcpt, err
+		}
+		return stageData, c.startData()
+	}
+	if strings.ContainsAny(from+to, "\r\n") {
+		return stageMail, errors.New("smtp: a line break in an address")
+	}
+	t := c.cl.Text
+	t.W.WriteString("MAIL FROM:" + from + c.mailParams + "\r\nRCPT TO:" + to + "\r\nDATA\r\n")
+	if err := t.W.Flush(); err != nil {
+		return stageMail, err
+	}
+	_, _, mailErr := t.ReadResponse(250)
+	if mailErr != nil && !isReply(mailErr) {
+		return stageMail, mailErr
+	}
+	_, _, rcptErr := t.ReadResponse(25)
+	if rcptErr != nil && !isReply(rcptErr) {
+		return stageRcpt, rcptErr
+	}
+	_, _, dataErr := t.ReadResponse(354)
+	if dataErr != nil && !isReply(dataErr) {
+		return stageData, dataErr
+	}
+	if (mailErr != nil || rcptErr != nil) && dataErr == nil {
+		// The server took DATA despite a refused sender or recipient: end the empty
+		// message at once; it has no recipient to go to.
+		t.W.WriteString(".\r\n")
+		if err := t.W.Flush(); err != nil {
+			return stageData, err
+		}
+		_, _, _ = t.ReadResponse(250)
+	}
+	switch {
+	case mailErr != nil:
+		return stageMail, mailErr
+	case rcptErr != nil:
+		return stageRcpt, rcptErr
+	case dataErr != nil:
+		return stageData, dataErr
+	}
+	return 0, nil
+}
+
+// isReply reports whether err is a server's answer (as opposed to a broken connection).
+func isReply(err error) bool {
+	var te *textproto.Error
+	return errors.As(err, &te)
 }
 
 // startData sends DATA and reads the 354 go-ahead. The message itself is written by
