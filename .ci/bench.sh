@@ -45,7 +45,7 @@ with open(os.path.join(work, "subscribers.csv"), "w") as f:
 para = "<p>A paragraph of newsletter text, the same for every reader, that fills the message to a realistic size.</p>\n"
 html = "<html><body><h1>Hello {{ .first_name }},</h1>\n<p>Our picks for readers in {{ .city }}:</p>\n" + para * 90 + '<p><a href="{{ .UnsubscribeURL }}">Unsubscribe</a></p></body></html>\n'
 open(os.path.join(work, "template.html"), "w").write(html)
-open(os.path.join(work, "template.txt"), "w").write("Hello {{ .first_name }} in {{ .city }}.\n" + "Some newsletter text for the plain part. " * 100 + "\nUnsubscribe: {{ .UnsubscribeURL }}\n")
+open(os.path.join(work, "template.txt"), "w").write("Hello {{ .first_name }} in {{ .city }}.\n" + "Some newsletter text for the plain part, wrapped like a mail.\n" * 60 + "\nUnsubscribe: {{ .UnsubscribeURL }}\n")
 open(os.path.join(work, "campaign.yaml"), "w").write(f"""name: bench
 from: "Bench <news@example.com>"
 subject: "{{{{ .first_name }}}}, our picks"

@@ -18,6 +18,8 @@ import (
 // Recorder is the part of the journal the workers use: a durable claim before a message
 // is handed over, an outcome after.
 type Recorder interface {
+	// StartClaim queues a claim; the returned func waits until it is durable.
+	StartClaim(ctx context.Context, c journal.Claim) (wait func() error)
 	Claim(ctx context.Context, c journal.Claim) error
 	Record(o journal.Outcome)
 	Err() error
@@ -177,11 +179,14 @@ func (p *Pipeline) giveUp(ctx context.Context, stop context.CancelCauseFunc, rc 
 
 // handle takes one recipient from render to recorded outcome.
 func (p *Pipeline) handle(stopCtx, sendCtx context.Context, stop context.CancelCauseFunc, rc *Recipient) {
-	msg, renderErr := p.Renderer.Message(rc)
 	if err := p.Limiter.Wait(stopCtx); err != nil {
 		return // stopped before it was claimed: it stays pending
 	}
-	if err := p.Journal.Claim(sendCtx, journal.Claim{Key: rc.Key, Email: rc.Email, Line: rc.Line}); err != nil {
+	// The message is rendered while the claim commits; it goes nowhere before the claim
+	// is durable.
+	claimed := p.Journal.StartClaim(sendCtx, journal.Claim{Key: rc.Key, Email: rc.Email, Line: rc.Line})
+	msg, renderErr := p.Renderer.Message(rc)
+	if err := claimed(); err != nil {
 		if errors.Is(err, journal.ErrNotClaimable) {
 			p.Counters.AlreadyDone.Add(1)
 			return

@@ -285,26 +285,20 @@ func (b *Builder) Build(r Rendered, toAddr, toName, unsubURL string) (Built, err
 // Anything else is quoted-printable. go-mail writes an unencoded part only under the
 // "8bit" label (its "7bit" still encodes); 7-bit content under that label is valid.
 func partBody(s string) (string, gomail.Encoding) {
-	lineLen, crlf := 0, true
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '\n':
-			if i == 0 || s[i-1] != '\r' {
+	crlf := true
+	for rest := s; len(rest) > 0; {
+		line := rest
+		if i := strings.IndexByte(rest, '\n'); i >= 0 {
+			line, rest = rest[:i], rest[i+1:]
+			if strings.HasSuffix(line, "\r") {
+				line = line[:len(line)-1]
+			} else {
 				crlf = false
 			}
-			lineLen = 0
-			continue
-		case c == '\r':
-			if i+1 < len(s) && s[i+1] == '\n' {
-				continue
-			}
-			return s, gomail.EncodingQP
-		case c >= 0x7f || (c < ' ' && c != '\t'):
-			return s, gomail.EncodingQP
+		} else {
+			rest = ""
 		}
-		lineLen++
-		if lineLen > 998-2 {
+		if len(line) > 998-2 || !printableASCII(line) {
 			return s, gomail.EncodingQP
 		}
 	}
@@ -312,6 +306,38 @@ func partBody(s string) (string, gomail.Encoding) {
 		s = strings.ReplaceAll(strings.ReplaceAll(s, "\r\n", "\n"), "\n", "\r\n")
 	}
 	return s, gomail.NoEncoding
+}
+
+// printableASCII reports whether s holds only printable US-ASCII and tabs. It looks at
+// eight bytes at a time: most of a body passes without a per-byte test.
+func printableASCII(s string) bool {
+	const (
+		high  = 0x8080808080808080
+		ones  = 0x0101010101010101
+		space = 0x2020202020202020
+	)
+	for len(s) >= 8 {
+		w := uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+			uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+		// No byte ≥ 0x80, none < 0x20 (w-space borrows into the high bit), none 0x7f
+		// (w+ones carries into it).
+		if w&high != 0 || (w-space)&^w&high != 0 || (w+ones)&high != 0 {
+			if !printableBytes(s[:8]) {
+				return false
+			}
+		}
+		s = s[8:]
+	}
+	return printableBytes(s)
+}
+
+func printableBytes(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 0x7f || (c < ' ' && c != '\t') {
+			return false
+		}
+	}
+	return true
 }
 
 func stringWriter(s string) func(io.Writer) (int64, error) {

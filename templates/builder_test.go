@@ -391,3 +391,17 @@ func TestPartBodyEncoding(t *testing.T) {
 		}
 	}
 }
+
+func TestPrintableASCII(t *testing.T) {
+	for i := 0; i < 256; i++ {
+		c := byte(i)
+		want := (c >= ' ' && c < 0x7f) || c == '\t'
+		for _, pos := range []int{0, 3, 7, 8, 15, 20} {
+			b := []byte(strings.Repeat("abcdefgh", 3))
+			b[pos] = c
+			if got := printableASCII(string(b)); got != want {
+				t.Errorf("printableASCII with byte %#x at %d = %v, want %v", c, pos, got, want)
+			}
+		}
+	}
+}

@@ -140,27 +140,36 @@ func (s *Store) newWriter(campaign string, maxBatch int, start <-chan struct{}) 
 // commit (bounded by the store's busy timeout), so that its caller always knows whether
 // it owns the recipient.
 func (w *Writer) Claim(ctx context.Context, c Claim) error {
+	return w.StartClaim(ctx, c)()
+}
+
+// StartClaim queues a claim like Claim and returns at once; the returned function waits
+// for the commit and returns what Claim would. The caller may do other work for the
+// recipient meanwhile (render its message), but must not hand it to a provider before
+// the wait returns nil.
+func (w *Writer) StartClaim(ctx context.Context, c Claim) (wait func() error) {
+	fail := func(err error) func() error { return func() error { return err } }
 	c.Key = normalize(c.Key)
 	if c.Key == "" {
-		return fmt.Errorf("journal: campaign %q: claim with an empty key", w.campaign)
+		return fail(fmt.Errorf("journal: campaign %q: claim with an empty key", w.campaign))
 	}
 	if err := w.Err(); err != nil {
-		return err
+		return fail(err)
 	}
 	done := make(chan error, 1)
 	w.mu.RLock()
 	if w.closed {
 		w.mu.RUnlock()
-		return fmt.Errorf("journal: campaign %q: claim of %s after the writer was closed", w.campaign, c.Key)
+		return fail(fmt.Errorf("journal: campaign %q: claim of %s after the writer was closed", w.campaign, c.Key))
 	}
 	select {
 	case w.ops <- op{claim: c, done: done}:
 		w.mu.RUnlock()
 	case <-ctx.Done():
 		w.mu.RUnlock()
-		return ctx.Err()
+		return fail(ctx.Err())
 	}
-	return <-done
+	return func() error { return <-done }
 }
 
 // Record queues an outcome and returns without waiting for its commit (blocking only
