@@ -58,6 +58,11 @@ type Source struct {
 	Warn func(Warning)
 
 	suppressed map[string]struct{}
+	// dedup is kept between scans (reset each time): the table of a big list is
+	// allocated once, not once a pass.
+	dedup *lists.Deduper
+	// expect is the number of distinct addresses the last scan found (0: none yet).
+	expect int
 }
 
 // ScanResult is what one pass over the list found.
@@ -145,7 +150,11 @@ func (s *Source) Scan(ctx context.Context, fn func(*Recipient) error) (ScanResul
 	if s.Now != nil {
 		now = s.Now
 	}
-	dedup := lists.NewDeduper()
+	if s.dedup == nil {
+		s.dedup = lists.NewDeduper()
+	}
+	dedup := s.dedup
+	dedup.Reset(s.expect)
 	batch := make([]*Recipient, 0, batchSize)
 	keys := make([]string, 0, batchSize)
 	flush := func() error {
@@ -243,7 +252,11 @@ func (s *Source) Scan(ctx context.Context, fn func(*Recipient) error) (ScanResul
 			}
 		}
 	}
-	return res, flush()
+	if err := flush(); err != nil {
+		return res, err
+	}
+	s.expect = dedup.Len()
+	return res, nil
 }
 
 func (s *Source) warn(line int, reason string) {

@@ -140,3 +140,39 @@ func TestReaderHeapDoesNotGrow(t *testing.T) {
 		t.Errorf("heap grew by %d bytes while streaming", growth)
 	}
 }
+
+func TestDeduperReset(t *testing.T) {
+	d := NewDeduper()
+	for i := 0; i < 5000; i++ {
+		d.Add(fmt.Sprintf("k%d@example.org", i), i+2)
+	}
+	slots := len(d.keys)
+	d.Reset(0)
+	if d.Len() != 0 || len(d.keys) != slots {
+		t.Fatalf("after Reset: %d keys, %d slots (had %d)", d.Len(), len(d.keys), slots)
+	}
+	// Told what to expect, the table fits it: 3/4 full at most, no growth while adding.
+	d.Reset(100000)
+	sized := len(d.keys)
+	if sized < 133334 || sized > 140000 {
+		t.Fatalf("Reset(100000) made %d slots", sized)
+	}
+	for i := 0; i < 100000; i++ {
+		if _, dup := d.Add(fmt.Sprintf("r%d@example.org", i), i+2); dup {
+			t.Fatalf("false duplicate at %d", i)
+		}
+	}
+	if len(d.keys) != sized {
+		t.Fatalf("the sized table grew from %d to %d slots", sized, len(d.keys))
+	}
+	if first, dup := d.Add("r77@example.org", 5); !dup || first != 79 {
+		t.Fatalf("Add of a known key = %d %v", first, dup)
+	}
+	d.Reset(0)
+	if first, dup := d.Add("k1@example.org", 9); dup || first != 9 {
+		t.Fatalf("a reset Deduper still knew a key: %d %v", first, dup)
+	}
+	if first, dup := d.Add("k1@example.org", 12); !dup || first != 9 {
+		t.Fatalf("Add after Reset = %d %v", first, dup)
+	}
+}

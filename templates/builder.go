@@ -303,9 +303,30 @@ func partBody(s string) (string, gomail.Encoding) {
 		}
 	}
 	if !crlf {
-		s = strings.ReplaceAll(strings.ReplaceAll(s, "\r\n", "\n"), "\n", "\r\n")
+		s = toCRLF(s)
 	}
 	return s, gomail.NoEncoding
+}
+
+// toCRLF ends every line of s with CRLF (s has no bare CR).
+func toCRLF(s string) string {
+	var b strings.Builder
+	b.Grow(len(s) + strings.Count(s, "\n"))
+	for len(s) > 0 {
+		i := strings.IndexByte(s, '\n')
+		if i < 0 {
+			b.WriteString(s)
+			break
+		}
+		if i > 0 && s[i-1] == '\r' {
+			b.WriteString(s[:i+1])
+		} else {
+			b.WriteString(s[:i])
+			b.WriteString("\r\n")
+		}
+		s = s[i+1:]
+	}
+	return b.String()
 }
 
 // printableASCII reports whether s holds only printable US-ASCII and tabs. It looks at
