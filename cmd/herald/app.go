@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"runtime/pprof"
 	"syscall"
 	"time"
@@ -108,8 +109,18 @@ func (a *app) infof(format string, args ...any) {
 	fmt.Fprintf(a.io.Stderr, format+"\n", args...)
 }
 
+// memoryLimit is the soft limit of the Go heap when GOMEMLIMIT is not set. herald's
+// live heap is small (a million-row list needs about 16 MiB to find duplicates); the
+// limit makes the garbage collector keep the rest of the heap near it instead of
+// letting it double, so that a run over a million rows stays under 64 MiB resident.
+// It is soft: a larger live heap is never refused.
+const memoryLimit = 40 << 20
+
 // Main runs herald with args and returns the exit code.
 func Main(args []string, sys *IO) int {
+	if sys.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(memoryLimit)
+	}
 	a := &app{io: sys, registry: all.Registry()}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
