@@ -4,10 +4,13 @@
 # large list. Not part of CI (it takes minutes and installs Postfix); figures go to
 # BENCHMARKS.md.
 #
-# Usage: .ci/bench.sh [ROWS]   (default 200000; use 1000000 for the memory figure)
+# Usage: .ci/bench.sh [ROWS [BASELINE_REV]]
+#   ROWS: list size (default 200000; 1000000 for the memory figure)
+#   BASELINE_REV: a git revision to build and time in the same run, for comparison
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rows=${1:-200000}
+baseline=${2:-}
 work=$(mktemp -d)
 port=2525
 run() { echo "+ $*" >&2; "$@"; }
@@ -21,6 +24,11 @@ sink=$(command -v smtp-sink || echo /usr/sbin/smtp-sink)
 source_bin=$(command -v smtp-source || echo /usr/sbin/smtp-source)
 
 run go build -o "$work/herald" ./cmd/herald
+if [ -n "$baseline" ]; then
+	run git worktree add -q "$work/base" "$baseline"
+	(cd "$work/base" && run go build -o "$work/herald-base" ./cmd/herald)
+	run git worktree remove --force "$work/base"
+fi
 
 # smtp-sink on loopback; stopped on exit.
 "$sink" -u nobody -c -m 512 127.0.0.1:$port 1024 >/dev/null 2>&1 &
@@ -58,7 +66,12 @@ rate: "1000000/s"
 workers: 8
 """)
 PY
-run /usr/bin/time -v "$work/herald" send "$work/campaign.yaml" --yes --json 2>"$work/time.txt" >"$work/summary.json" || { cat "$work/time.txt" >&2; exit 1; }
-grep -E "^(sending|bench:)" "$work/time.txt" >&2 || true
-echo "herald summary: $(cat "$work/summary.json")" >&2
-grep -E "Maximum resident|Elapsed \(wall" "$work/time.txt" >&2
+bins=(herald)
+[ -n "$baseline" ] && bins=(herald-base herald herald-base herald)
+for bin in "${bins[@]}"; do
+	rm -f "$work"/herald.db*
+	echo "-- $bin" >&2
+	run /usr/bin/time -v "$work/$bin" send "$work/campaign.yaml" --yes --json 2>"$work/time.txt" >"$work/summary.json" || { cat "$work/time.txt" >&2; exit 1; }
+	echo "$bin summary: $(cat "$work/summary.json")" >&2
+	grep -E "Maximum resident|Elapsed \(wall" "$work/time.txt" >&2
+done
