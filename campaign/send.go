@@ -51,13 +51,6 @@ type Env struct {
 	Warnf func(format string, args ...any)
 }
 
-func (e Env) now() time.Time {
-	if e.Now != nil {
-		return e.Now()
-	}
-	return time.Now()
-}
-
 func (e Env) getenv(k string) string {
 	if e.Getenv != nil {
 		return e.Getenv(k)
