@@ -80,21 +80,7 @@ func firstError(body []byte) (msg, field string) {
 	if f := ae.Errors[0].Field; f != nil {
 		field = *f
 	}
-	return oneLine(ae.Errors[0].Message), oneLine(field)
-}
-
-// oneLine keeps an API text fit for a single log line.
-func oneLine(s string) string {
-	s = strings.Map(func(r rune) rune {
-		if r == '\r' || r == '\n' || r == '\t' {
-			return ' '
-		}
-		return r
-	}, s)
-	if r := []rune(s); len(r) > 300 {
-		s = string(r[:300]) + "…"
-	}
-	return strings.TrimSpace(s)
+	return providers.OneLine(ae.Errors[0].Message), providers.OneLine(field)
 }
 
 // recipientField reports whether a 400's field names the recipient address

@@ -1,16 +1,12 @@
 package sendgrid
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptrace"
 	"net/mail"
-	"net/url"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -30,10 +26,6 @@ const (
 	DefaultTimeout = 30 * time.Second
 	// sendPath is appended to the endpoint.
 	sendPath = "/v3/mail/send"
-	// maxResponse caps how much of an answer is read (answers are small JSON objects).
-	maxResponse = 1 << 20
-	// maxIdlePerHost lets every worker keep its own kept-alive connection.
-	maxIdlePerHost = 64
 )
 
 // Config is the `provider:` block of a campaign with kind sendgrid.
@@ -67,22 +59,12 @@ func (c Config) validate() error {
 	if _, err := sendURL(c.Endpoint); err != nil {
 		return err
 	}
-	if c.Timeout < 0 {
-		return fmt.Errorf("%s: timeout %s is negative", Name, c.Timeout)
-	}
-	return nil
+	return providers.CheckTimeout(Name, c.Timeout)
 }
 
 // sendURL builds the mail send URL from an endpoint base URL.
 func sendURL(endpoint string) (string, error) {
-	u, err := url.Parse(endpoint)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", fmt.Errorf("%s: endpoint %q is not an http(s) base URL like %s", Name, endpoint, DefaultEndpoint)
-	}
-	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return "", fmt.Errorf("%s: endpoint %q must not carry credentials, a query or a fragment", Name, u.Redacted())
-	}
-	return strings.TrimRight(u.String(), "/") + sendPath, nil
+	return providers.APIURL(Name, endpoint, DefaultEndpoint, sendPath)
 }
 
 // Registration returns the sendgrid kind for a providers.Registry.
@@ -142,8 +124,8 @@ func New(c Config, key providers.Secret) (*Provider, error) {
 	if err != nil {
 		return nil, err
 	}
-	if c.Timeout < 0 {
-		return nil, fmt.Errorf("%s: timeout %s is negative", Name, c.Timeout)
+	if err := providers.CheckTimeout(Name, c.Timeout); err != nil {
+		return nil, err
 	}
 	if key.Empty() {
 		return nil, fmt.Errorf("%s: the API key is empty", Name)
@@ -151,29 +133,9 @@ func New(c Config, key providers.Secret) (*Provider, error) {
 	if strings.ContainsFunc(key.Reveal(), func(r rune) bool { return r < 0x21 || r == 0x7f }) {
 		return nil, fmt.Errorf("%s: the API key contains spaces or control characters", Name)
 	}
-	tr := newTransport()
-	return &Provider{
-		url:       u,
-		key:       key,
-		transport: tr,
-		client: &http.Client{
-			Transport: tr,
-			Timeout:   c.Timeout,
-			// A redirect means the endpoint is wrong; following it could carry the key
-			// elsewhere, so the 3xx answer itself is classified instead.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
-		now: time.Now,
-	}, nil
-}
-
-func newTransport() *http.Transport {
-	if d, ok := http.DefaultTransport.(*http.Transport); ok {
-		tr := d.Clone()
-		tr.MaxIdleConnsPerHost = maxIdlePerHost
-		return tr
-	}
-	return &http.Transport{Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: maxIdlePerHost}
+	// The client follows no redirect: the 3xx answer itself is classified.
+	client, tr := providers.NewAPIClient(c.Timeout)
+	return &Provider{url: u, key: key, client: client, transport: tr, now: time.Now}, nil
 }
 
 // Name returns "sendgrid".
@@ -209,64 +171,18 @@ func (p *Provider) Send(ctx context.Context, msg *providers.Message) (providers.
 	// Plain net/http rather than sendgrid.MakeRequestWithContext: the library sends
 	// through a package-level client without a timeout and hides whether the request
 	// reached the server; here each provider owns a client with a timeout and a
-	// transport it can close, and the trace below tells "not sent" from "maybe sent".
-	var wrote atomic.Bool
-	trace := &httptrace.ClientTrace{WroteRequest: func(i httptrace.WroteRequestInfo) {
-		if i.Err == nil {
-			wrote.Store(true)
-		}
-	}}
-	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodPost, p.url, bytes.NewReader(body))
+	// transport it can close, and PostJSON tells "not sent" from "maybe sent". An answer
+	// cut off is classified by what arrived: the status decides.
+	a, err := providers.PostJSON(ctx, p.client, Name, p.url, http.Header{"Authorization": {"Bearer " + p.key.Reveal()}}, body)
 	if err != nil {
-		return providers.Receipt{}, &providers.Error{Provider: Name, Kind: providers.Fatal, Message: "cannot build the request", Err: err}
+		return providers.Receipt{}, err
 	}
-	req.Header.Set("Authorization", "Bearer "+p.key.Reveal())
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", "herald")
-	resp, err := p.client.Do(req)
-	if err != nil {
-		return providers.Receipt{}, transportError(ctx, err, wrote.Load())
-	}
-	defer func() {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponse))
-		_ = resp.Body.Close()
-	}()
-	answer, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
-	r, err := classify(resp.StatusCode, resp.Header, redact(answer, p.key), p.now())
+	r, err := classify(a.Status, a.Header, providers.Redact(a.Body, p.key), p.now())
 	if err == nil && r.MessageID == "" {
 		// SendGrid always sends X-Message-Id; a proxy might drop it.
 		r.MessageID = msg.MessageID
 	}
 	return r, err
-}
-
-// transportError classifies a failed round trip: before the request was fully written
-// nothing was handed over (temporary); after it, SendGrid may have accepted the message
-// (unknown, never resent automatically).
-func transportError(ctx context.Context, err error, wrote bool) error {
-	if wrote {
-		return &providers.Error{Provider: Name, Kind: providers.Unknown,
-			Message: "no answer after the request was sent (the message may have been accepted): " + errText(ctx, err), Err: err}
-	}
-	if ctx.Err() != nil {
-		return &providers.Error{Provider: Name, Kind: providers.Temporary, Message: "not sent: " + errText(ctx, err), Err: err}
-	}
-	return &providers.Error{Provider: Name, Kind: providers.Temporary, Connection: true, Message: "cannot reach the API: " + errText(ctx, err), Err: err}
-}
-
-func errText(ctx context.Context, err error) string {
-	if ctx.Err() != nil {
-		return ctx.Err().Error()
-	}
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		if ue.Timeout() {
-			return "request timed out: " + ue.Err.Error()
-		}
-		return ue.Err.Error()
-	}
-	return err.Error()
 }
 
 // Body builds the JSON request body for msg with the library's mail helpers. It is
@@ -320,13 +236,4 @@ func address(header, bare string) *sgmail.Email {
 		return sgmail.NewEmail(a.Name, a.Address)
 	}
 	return sgmail.NewEmail("", bare)
-}
-
-// redact removes the key from an answer before any of it can reach an error, should a
-// confused server or proxy echo the request back.
-func redact(answer []byte, key providers.Secret) []byte {
-	if key.Empty() {
-		return answer
-	}
-	return bytes.ReplaceAll(answer, []byte(key.Reveal()), []byte("[redacted]"))
 }
