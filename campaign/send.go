@@ -145,14 +145,19 @@ func ProviderSpec(c *Campaign, env Env) providers.Spec {
 // CheckProvider validates the provider block without connecting; with secrets it also
 // checks that the secret variables are set.
 func CheckProvider(c *Campaign, env Env, secrets bool) error {
+	_, err := checkProvider(c, env, secrets)
+	return err
+}
+
+func checkProvider(c *Campaign, env Env, secrets bool) (providers.Registration, error) {
 	reg, err := env.Registry.Lookup(c.ProviderKind)
 	if err != nil {
-		return configErr("%s: provider: %v", c.Path, err)
+		return reg, configErr("%s: provider: %v", c.Path, err)
 	}
 	if err := reg.Check(ProviderSpec(c, env), secrets); err != nil {
-		return &ConfigError{Err: err}
+		return reg, &ConfigError{Err: err}
 	}
-	return nil
+	return reg, nil
 }
 
 // NewLimiter returns the shared limiter for a ceiling of perSecond messages over any
@@ -170,31 +175,34 @@ func NewLimiter(perSecond float64) *rate.Limiter {
 // also when the run stopped early; the error then says why (*StopError, *ConfigError,
 // ErrDeclined, a lock error).
 func Send(ctx context.Context, c *Campaign, o SendOptions, env Env) (sum *Summary, err error) {
-	start := time.Now()
 	sum = &Summary{Campaign: c.Name, DryRun: o.DryRun}
-	defer func() { err = interrupted(ctx, sum, err) }()
+	start := time.Now()
+	defer func() {
+		err = interrupted(ctx, sum, err)
+		sum.DurationMS = time.Since(start).Milliseconds()
+	}()
 	if o.Limit < -1 {
 		return sum, configErr("--limit must be 0 or more")
 	}
-	if err := CheckProvider(c, env, !o.DryRun); err != nil {
+	reg, err := checkProvider(c, env, !o.DryRun)
+	if err != nil {
 		return sum, err
 	}
-	storePath := o.Store
 	var store *journal.Store
 	if !o.DryRun {
-		release, err := journal.Lock(storePath, c.Name)
+		release, err := journal.Lock(o.Store, c.Name)
 		if err != nil {
 			return sum, err
 		}
 		defer release()
-		if store, err = journal.Open(ctx, storePath, journal.Options{Now: env.Now}); err != nil {
+		if store, err = journal.Open(ctx, o.Store, journal.Options{Now: env.Now}); err != nil {
 			return sum, err
 		}
 		defer store.Close()
-	} else if _, err := os.Stat(storePath); err == nil {
+	} else if _, err := os.Stat(o.Store); err == nil {
 		// A dry run reads an existing journal (to count what is already done) and
 		// writes nothing.
-		if store, err = journal.Open(ctx, storePath, journal.Options{Now: env.Now}); err != nil {
+		if store, err = journal.Open(ctx, o.Store, journal.Options{Now: env.Now}); err != nil {
 			return sum, err
 		}
 		defer store.Close()
@@ -215,126 +223,115 @@ func Send(ctx context.Context, c *Campaign, o SendOptions, env Env) (sum *Summar
 	if err != nil {
 		return sum, err
 	}
-	workers := c.Workers
-	if o.Workers > 0 {
-		workers = o.Workers
-	}
-	perSecond := c.Rate.PerSecond
-	if o.Rate != nil {
-		perSecond = o.Rate.PerSecond
-	}
-
 	if o.DryRun {
-		// Render every recipient that would go, to find every problem now.
-		var renderErr error
-		res, err := src.Scan(ctx, func(rc *Recipient) error {
-			if rc.GiveUp {
-				return nil
-			}
-			if _, err := renderer.Message(rc); err != nil && renderErr == nil {
-				renderErr = err
-			}
-			return nil
-		})
-		fill(sum, res)
-		sum.Pending = res.ToSend + res.NotDue + res.GaveUp
-		sum.DurationMS = time.Since(start).Milliseconds()
-		if err != nil {
-			return sum, err
-		}
-		if renderErr != nil {
-			return sum, &ConfigError{Err: renderErr}
-		}
-		return sum, nil
+		return sum, dryRun(ctx, src, renderer, sum)
 	}
+	r := &run{c: c, o: o, env: env, reg: reg, store: store, src: src, renderer: renderer, sum: sum, start: start}
+	return sum, r.send(ctx)
+}
 
+// dryRun renders every recipient that would go, to find every problem now, and counts.
+func dryRun(ctx context.Context, src *Source, renderer *Renderer, sum *Summary) error {
+	var renderErr error
+	res, err := src.Scan(ctx, func(rc *Recipient) error {
+		if rc.GiveUp {
+			return nil
+		}
+		if _, err := renderer.Message(rc); err != nil && renderErr == nil {
+			renderErr = err
+		}
+		return nil
+	})
+	sum.Total, sum.Skipped = res.Total, res.Skipped
+	sum.Pending = res.ToSend + res.NotDue + res.GaveUp
+	if err != nil {
+		return err
+	}
+	if renderErr != nil {
+		return &ConfigError{Err: renderErr}
+	}
+	return nil
+}
+
+// run is one real send of a campaign, from the counting pass to the summary.
+type run struct {
+	c        *Campaign
+	o        SendOptions
+	env      Env
+	reg      providers.Registration
+	store    *journal.Store
+	src      *Source
+	renderer *Renderer
+	sum      *Summary
+	start    time.Time
+}
+
+func (r *run) send(ctx context.Context) (err error) {
+	c, o, env, sum := r.c, r.o, r.env, r.sum
 	// The run begins before the list is counted, so that the count sees the journal as
 	// this run will send it: claims of a run that died are `unknown`, and with
 	// --resend-unknown every `unknown` recipient is `pending` again.
-	runID, recovered, err := store.BeginRun(ctx, c.Name, o.ResendUnknown)
+	runID, recovered, err := r.store.BeginRun(ctx, c.Name, o.ResendUnknown)
 	if err != nil {
-		return sum, err
+		return err
 	}
 	if recovered > 0 {
 		env.warnf("%d recipient(s) were being sent when an earlier run died: now `unknown` (see `herald status --failed`; `send --resend-unknown` sends them again)", recovered)
 	}
 	defer func() {
 		err = interrupted(ctx, sum, err)
-		_ = store.EndRun(context.WithoutCancel(ctx), runID, sum.JSON())
+		sum.DurationMS = time.Since(r.start).Milliseconds()
+		_ = r.store.EndRun(context.WithoutCancel(ctx), runID, sum.JSON())
 	}()
 
 	// The first pass counts (for the question, the progress bar and the summary); the
 	// list is streamed twice rather than held in memory.
-	src.Warn = nil
-	plan, err := src.Scan(ctx, func(*Recipient) error { return nil })
+	r.src.Warn = nil
+	plan, err := r.src.Scan(ctx, func(*Recipient) error { return nil })
+	sum.Total, sum.Skipped = plan.Total, plan.Skipped
 	if err != nil {
-		fill(sum, plan)
-		return sum, err
+		return err
 	}
-	fill(sum, plan)
 	toSend := plan.ToSend
 	if o.Limit >= 0 && o.Limit < toSend {
 		toSend = o.Limit
 	}
-
-	reg, err := env.Registry.Lookup(c.ProviderKind)
-	if err != nil {
-		return sum, configErr("%s: provider: %v", c.Path, err)
-	}
 	if toSend == 0 && plan.GaveUp == 0 {
-		sum.Pending = plan.ToSend + plan.NotDue
-		sum.DurationMS = time.Since(start).Milliseconds()
-		return sum, nil
+		sum.Pending = sum.rest()
+		return nil
+	}
+	p := Plan{Campaign: c.Name, Total: plan.Total, ToSend: toSend, Skipped: plan.Skipped,
+		Provider: c.ProviderKind, Rate: c.Rate.PerSecond, Workers: c.Workers}
+	if o.Workers > 0 {
+		p.Workers = o.Workers
+	}
+	if o.Rate != nil {
+		p.Rate = o.Rate.PerSecond
 	}
 	// Asked before the provider is opened: a "no" connects to nothing.
-	p := Plan{Campaign: c.Name, Total: plan.Total, ToSend: toSend, Skipped: plan.Skipped,
-		Provider: c.ProviderKind, Rate: perSecond, Workers: workers}
-	p.ETA = time.Duration(float64(toSend) / perSecond * float64(time.Second))
-	if o.Confirm != nil && !o.Confirm(p) {
-		sum.Pending = plan.ToSend + plan.NotDue + plan.GaveUp
-		return sum, ErrDeclined
+	if o.Confirm != nil && !o.Confirm(p.withETA()) {
+		sum.Pending = sum.rest()
+		return ErrDeclined
 	}
-	prov, err := reg.Open(ctx, ProviderSpec(c, env))
+	prov, err := r.open(ctx, &p)
 	if err != nil {
-		var pe *providers.Error
-		if errors.As(err, &pe) {
-			return sum, &StopError{Reason: "fatal", Err: err}
-		}
-		return sum, &ConfigError{Err: err}
+		return err
 	}
 	defer prov.Close()
-	caps := prov.Capabilities()
-	if caps.MaxConcurrency > 0 && caps.MaxConcurrency < workers {
-		workers = caps.MaxConcurrency
-	}
-	if caps.MaxRate > 0 && caps.MaxRate < perSecond {
-		env.warnf("%s allows %.4g messages/s: rate capped from %.4g/s", prov.Name(), caps.MaxRate, perSecond)
-		perSecond = caps.MaxRate
-	}
-	if q, ok := prov.(interface{ Quota() (float64, bool) }); ok {
-		if remaining, known := q.Quota(); known && float64(toSend) > remaining {
-			env.warnf("%s: %d message(s) to send but only %.0f left in the 24-hour quota: the rest will fail as quota exhausted and stay pending", prov.Name(), toSend, remaining)
-		}
-	}
-	p.Provider, p.Rate, p.Workers = prov.Name(), perSecond, workers
-	p.ETA = time.Duration(float64(toSend) / perSecond * float64(time.Second))
 
-	w := store.NewWriter(c.Name)
+	w := r.store.NewWriter(c.Name)
 	pl := &Pipeline{
-		Campaign: c, Provider: prov, Renderer: renderer, Journal: w,
-		Limiter: NewLimiter(perSecond), Workers: workers, Retry: c.Retry,
+		Campaign: c, Provider: prov, Renderer: r.renderer, Journal: w,
+		Limiter: NewLimiter(p.Rate), Workers: p.Workers, Retry: c.Retry,
 		Now: env.Now, Grace: o.Grace, Warnf: env.Warnf, Counters: &Counters{},
 	}
-	if pl.Now == nil {
-		pl.Now = time.Now
-	}
 	if o.Progress != nil {
-		stopProgress := o.Progress(p, pl.Counters)
+		stopProgress := o.Progress(p.withETA(), pl.Counters)
 		defer stopProgress()
 	}
 	sendStart := time.Now()
 	runErr := pl.Run(ctx, o.Limit, func(fn func(*Recipient) error) error {
-		_, err := src.Scan(ctx, fn)
+		_, err := r.src.Scan(ctx, fn)
 		return err
 	})
 	if err := w.Close(); err != nil && runErr == nil {
@@ -345,9 +342,7 @@ func Send(ctx context.Context, c *Campaign, o SendOptions, env Env) (sum *Summar
 	sum.Deferred = int(pl.Counters.Deferred.Load())
 	sum.Unknown = int(pl.Counters.Unknown.Load())
 	sum.Skipped.AlreadyDone += int(pl.Counters.AlreadyDone.Load())
-	sum.Pending = sum.Total - sum.Sent - sum.Failed - sum.Deferred - sum.Unknown -
-		sum.Skipped.Invalid - sum.Skipped.Duplicate - sum.Skipped.Suppressed - sum.Skipped.AlreadyDone
-	sum.DurationMS = time.Since(start).Milliseconds()
+	sum.Pending = sum.rest()
 	if el := time.Since(sendStart).Seconds(); el > 0 {
 		sum.RatePerS = math.Round(float64(sum.Sent)/el*10) / 10
 	}
@@ -356,7 +351,47 @@ func Send(ctx context.Context, c *Campaign, o SendOptions, env Env) (sum *Summar
 		sum.Stopped = se.Reason
 		sum.Error = se.Error()
 	}
-	return sum, runErr
+	return runErr
+}
+
+// open opens the provider and fits the plan to what it allows: the lower of the
+// campaign's and the provider's workers and rate.
+func (r *run) open(ctx context.Context, p *Plan) (providers.Provider, error) {
+	prov, err := r.reg.Open(ctx, ProviderSpec(r.c, r.env))
+	if err != nil {
+		var pe *providers.Error
+		if errors.As(err, &pe) {
+			return nil, &StopError{Reason: "fatal", Err: err}
+		}
+		return nil, &ConfigError{Err: err}
+	}
+	caps := prov.Capabilities()
+	if caps.MaxConcurrency > 0 && caps.MaxConcurrency < p.Workers {
+		p.Workers = caps.MaxConcurrency
+	}
+	if caps.MaxRate > 0 && caps.MaxRate < p.Rate {
+		r.env.warnf("%s allows %.4g messages/s: rate capped from %.4g/s", prov.Name(), caps.MaxRate, p.Rate)
+		p.Rate = caps.MaxRate
+	}
+	if q, ok := prov.(interface{ Quota() (float64, bool) }); ok {
+		if remaining, known := q.Quota(); known && float64(p.ToSend) > remaining {
+			r.env.warnf("%s: %d message(s) to send but only %.0f left in the 24-hour quota: the rest will fail as quota exhausted and stay pending", prov.Name(), p.ToSend, remaining)
+		}
+	}
+	p.Provider = prov.Name()
+	return prov, nil
+}
+
+// withETA returns p with its ETA at its rate.
+func (p Plan) withETA() Plan {
+	p.ETA = time.Duration(float64(p.ToSend) / p.Rate * float64(time.Second))
+	return p
+}
+
+// rest is what the other counts leave of Total: the rows not attempted in this run.
+func (s *Summary) rest() int {
+	return s.Total - s.Sent - s.Failed - s.Deferred - s.Unknown -
+		s.Skipped.Invalid - s.Skipped.Duplicate - s.Skipped.Suppressed - s.Skipped.AlreadyDone
 }
 
 // interrupted turns an error of a run stopped by ctx before its pipeline started (Ctrl-C
@@ -370,12 +405,6 @@ func interrupted(ctx context.Context, sum *Summary, err error) error {
 	}
 	se = &StopError{Reason: "interrupted", Err: err}
 	sum.Stopped, sum.Error = se.Reason, se.Error()
-	sum.Pending = sum.Total - sum.Sent - sum.Failed - sum.Deferred - sum.Unknown -
-		sum.Skipped.Invalid - sum.Skipped.Duplicate - sum.Skipped.Suppressed - sum.Skipped.AlreadyDone
+	sum.Pending = sum.rest()
 	return se
-}
-
-func fill(sum *Summary, res ScanResult) {
-	sum.Total = res.Total
-	sum.Skipped = res.Skipped
 }
