@@ -36,7 +36,7 @@ func classify(status int, h http.Header, body []byte, to string) (providers.Rece
 		e.Kind, e.SlowDown, e.RetryAfter = providers.Temporary, true, retryAfter(h)
 		e.Message = "too many requests"
 		if ae, ok := parseError(body); ok && ae.Message != "" {
-			e.Enhanced, e.Message = oneLine(ae.Name), oneLine(ae.Message)
+			e.Enhanced, e.Message = providers.OneLine(ae.Name), providers.OneLine(ae.Message)
 		}
 		return providers.Receipt{}, e
 	}
@@ -84,7 +84,7 @@ func classifyResult(r result, e *providers.Error) (providers.Receipt, error) {
 		}
 		if accountStopped(reason) {
 			e.Kind, e.Enhanced = providers.Fatal, reason
-			e.Message = "the account cannot send (" + reason + "); message " + oneLine(r.ID) + " is held " + r.Status + " by Mandrill"
+			e.Message = "the account cannot send (" + reason + "); message " + providers.OneLine(r.ID) + " is held " + r.Status + " by Mandrill"
 			return providers.Receipt{}, e
 		}
 		return providers.Receipt{MessageID: r.ID}, nil
@@ -93,8 +93,8 @@ func classifyResult(r result, e *providers.Error) (providers.Receipt, error) {
 		if reason == "" {
 			reason = r.Status
 		}
-		e.Enhanced = oneLine(reason)
-		e.Message = oneLine(r.Email) + " " + r.Status + ": " + oneLine(reason)
+		e.Enhanced = providers.OneLine(reason)
+		e.Message = providers.OneLine(r.Email) + " " + r.Status + ": " + providers.OneLine(reason)
 		switch reason {
 		case "unsigned", "invalid-sender", "test-mode-limit":
 			e.Kind = providers.Fatal
@@ -105,7 +105,7 @@ func classifyResult(r result, e *providers.Error) (providers.Receipt, error) {
 		return providers.Receipt{}, e
 	}
 	e.Kind = providers.Unknown
-	e.Message = "unexpected send status " + strconv.Quote(oneLine(r.Status)) + " (the message may have been accepted)"
+	e.Message = "unexpected send status " + strconv.Quote(providers.OneLine(r.Status)) + " (the message may have been accepted)"
 	return providers.Receipt{}, e
 }
 
@@ -129,8 +129,8 @@ func suppressReason(reason string) bool {
 }
 
 func classifyError(ae apiError, e *providers.Error) error {
-	e.Enhanced = oneLine(ae.Name)
-	e.Message = oneLine(ae.Message)
+	e.Enhanced = providers.OneLine(ae.Name)
+	e.Message = providers.OneLine(ae.Message)
 	if e.Message == "" {
 		e.Message = "error without a message"
 	}
@@ -166,26 +166,12 @@ func retryAfter(h http.Header) time.Duration {
 	return min(time.Duration(v)*time.Second, 24*time.Hour)
 }
 
-// oneLine keeps an API text fit for a single log line.
-func oneLine(s string) string {
-	s = strings.Map(func(r rune) rune {
-		if r == '\r' || r == '\n' || r == '\t' {
-			return ' '
-		}
-		return r
-	}, s)
-	if r := []rune(s); len(r) > 300 {
-		s = string(r[:300]) + "…"
-	}
-	return strings.TrimSpace(s)
-}
-
 // snippet quotes the start of an unexpected body for an error message.
 func snippet(body []byte) string {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return "empty body"
 	}
-	s := oneLine(string(body))
+	s := providers.OneLine(string(body))
 	if r := []rune(s); len(r) > 120 {
 		s = string(r[:120]) + "…"
 	}

@@ -1,16 +1,11 @@
 package mandrill
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptrace"
-	"net/url"
-	"strings"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -28,10 +23,6 @@ const (
 	DefaultTimeout = 30 * time.Second
 	// sendRawPath is appended to the endpoint.
 	sendRawPath = "/api/1.0/messages/send-raw.json"
-	// maxResponse caps how much of an answer is read (one recipient's result is small).
-	maxResponse = 1 << 20
-	// maxIdlePerHost lets every worker keep its own kept-alive connection.
-	maxIdlePerHost = 64
 )
 
 // Config is the `provider:` block of a campaign with kind mandrill.
@@ -65,22 +56,12 @@ func (c Config) validate() error {
 	if _, err := sendRawURL(c.Endpoint); err != nil {
 		return err
 	}
-	if c.Timeout < 0 {
-		return fmt.Errorf("%s: timeout %s is negative", Name, c.Timeout)
-	}
-	return nil
+	return providers.CheckTimeout(Name, c.Timeout)
 }
 
 // sendRawURL builds the send-raw URL from an endpoint base URL.
 func sendRawURL(endpoint string) (string, error) {
-	u, err := url.Parse(endpoint)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", fmt.Errorf("%s: endpoint %q is not an http(s) base URL like %s", Name, endpoint, DefaultEndpoint)
-	}
-	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return "", fmt.Errorf("%s: endpoint %q must not carry credentials, a query or a fragment", Name, u.Redacted())
-	}
-	return strings.TrimRight(u.String(), "/") + sendRawPath, nil
+	return providers.APIURL(Name, endpoint, DefaultEndpoint, sendRawPath)
 }
 
 // Registration returns the mandrill kind for a providers.Registry.
@@ -140,34 +121,16 @@ func New(c Config, key providers.Secret) (*Provider, error) {
 	if err != nil {
 		return nil, err
 	}
-	if c.Timeout < 0 {
-		return nil, fmt.Errorf("%s: timeout %s is negative", Name, c.Timeout)
+	if err := providers.CheckTimeout(Name, c.Timeout); err != nil {
+		return nil, err
 	}
 	if key.Empty() {
 		return nil, fmt.Errorf("%s: the API key is empty", Name)
 	}
-	tr := newTransport()
-	return &Provider{
-		url:       u,
-		key:       key,
-		transport: tr,
-		client: &http.Client{
-			Transport: tr,
-			Timeout:   c.Timeout,
-			// A redirect means the endpoint is wrong: the 3xx answer is classified
-			// instead of re-posting the body (and its key) elsewhere.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
-	}, nil
-}
-
-func newTransport() *http.Transport {
-	if d, ok := http.DefaultTransport.(*http.Transport); ok {
-		tr := d.Clone()
-		tr.MaxIdleConnsPerHost = maxIdlePerHost
-		return tr
-	}
-	return &http.Transport{Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: maxIdlePerHost}
+	// The client follows no redirect: the 3xx answer is classified instead of re-posting
+	// the body (and its key) elsewhere.
+	client, tr := providers.NewAPIClient(c.Timeout)
+	return &Provider{url: u, key: key, client: client, transport: tr}, nil
 }
 
 // Name returns "mandrill".
@@ -236,73 +199,17 @@ func (p *Provider) Send(ctx context.Context, msg *providers.Message) (providers.
 	if err != nil {
 		return providers.Receipt{}, err
 	}
-	var wrote atomic.Bool
-	trace := &httptrace.ClientTrace{WroteRequest: func(i httptrace.WroteRequestInfo) {
-		if i.Err == nil {
-			wrote.Store(true)
-		}
-	}}
-	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodPost, p.url, bytes.NewReader(b))
+	a, err := providers.PostJSON(ctx, p.client, Name, p.url, nil, b)
 	if err != nil {
-		return providers.Receipt{}, &providers.Error{Provider: Name, Kind: providers.Fatal, Message: "cannot build the request", Err: err}
+		return providers.Receipt{}, err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", "herald")
-	resp, err := p.client.Do(req)
-	if err != nil {
-		return providers.Receipt{}, transportError(ctx, err, wrote.Load())
-	}
-	defer func() {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponse))
-		_ = resp.Body.Close()
-	}()
-	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
-	if err != nil {
+	if a.Cut != nil {
 		// The request was handled; only its answer was lost.
-		return providers.Receipt{}, &providers.Error{Provider: Name, Kind: providers.Unknown, Code: resp.StatusCode,
-			Message: "answer cut off (the message may have been accepted): " + errText(ctx, err), Err: err}
+		return providers.Receipt{}, a.Cut
 	}
-	r, err := classify(resp.StatusCode, resp.Header, redact(answer, p.key), msg.To)
+	r, err := classify(a.Status, a.Header, providers.Redact(a.Body, p.key), msg.To)
 	if err == nil && r.MessageID == "" {
 		r.MessageID = msg.MessageID
 	}
 	return r, err
-}
-
-// transportError classifies a failed round trip: before the request was fully written
-// nothing was handed over (temporary); after it, Mandrill may have accepted the message
-// (unknown, never resent automatically).
-func transportError(ctx context.Context, err error, wrote bool) error {
-	if wrote {
-		return &providers.Error{Provider: Name, Kind: providers.Unknown,
-			Message: "no answer after the request was sent (the message may have been accepted): " + errText(ctx, err), Err: err}
-	}
-	if ctx.Err() != nil {
-		return &providers.Error{Provider: Name, Kind: providers.Temporary, Message: "not sent: " + errText(ctx, err), Err: err}
-	}
-	return &providers.Error{Provider: Name, Kind: providers.Temporary, Connection: true, Message: "cannot reach the API: " + errText(ctx, err), Err: err}
-}
-
-func errText(ctx context.Context, err error) string {
-	if ctx.Err() != nil {
-		return ctx.Err().Error()
-	}
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		if ue.Timeout() {
-			return "request timed out: " + ue.Err.Error()
-		}
-		return ue.Err.Error()
-	}
-	return err.Error()
-}
-
-// redact removes the key from an answer before any of it can reach an error, should a
-// confused server or proxy echo the request back.
-func redact(answer []byte, key providers.Secret) []byte {
-	if key.Empty() {
-		return answer
-	}
-	return bytes.ReplaceAll(answer, []byte(key.Reveal()), []byte("[redacted]"))
 }
