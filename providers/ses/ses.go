@@ -17,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net/http/httptrace"
 	"net/url"
 	"strings"
 	"sync/atomic"
@@ -214,7 +213,7 @@ func New(ctx context.Context, client API, c Config, warn func(format string, arg
 
 func (p *Provider) readAccount(ctx context.Context, warn func(string, ...any)) error {
 	var wrote atomic.Bool
-	acct, err := p.client.GetAccount(traced(ctx, &wrote), &sesv2.GetAccountInput{})
+	acct, err := p.client.GetAccount(providers.TraceRequestWritten(ctx, &wrote), &sesv2.GetAccountInput{})
 	if err != nil {
 		if code := apiCode(err); code == "AccessDenied" || code == "AccessDeniedException" {
 			warn("cannot read the SES account (ses:GetAccount not allowed); sending at the campaign's rate")
@@ -291,7 +290,7 @@ func (p *Provider) Send(ctx context.Context, msg *providers.Message) (providers.
 		return providers.Receipt{}, &providers.Error{Provider: Kind, Kind: providers.Permanent, Message: "message has no recipient or no raw content"}
 	}
 	var wrote atomic.Bool
-	out, err := p.client.SendEmail(traced(ctx, &wrote), p.input(msg))
+	out, err := p.client.SendEmail(providers.TraceRequestWritten(ctx, &wrote), p.input(msg))
 	if err != nil {
 		return providers.Receipt{}, classify(err, wrote.Load(), msg.FromAddress)
 	}
@@ -330,18 +329,6 @@ func (p *Provider) input(msg *providers.Message) *sesv2.SendEmailInput {
 func (p *Provider) Close() error {
 	p.closed.Store(true)
 	return nil
-}
-
-// traced records in wrote whether the request was completely written to the server, so
-// that a connection lost afterwards is reported as Unknown (SES may have accepted it).
-func traced(ctx context.Context, wrote *atomic.Bool) context.Context {
-	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-		WroteRequest: func(info httptrace.WroteRequestInfo) {
-			if info.Err == nil {
-				wrote.Store(true)
-			}
-		},
-	})
 }
 
 // TagValue turns s into a valid SES message tag value: every character other than ASCII
