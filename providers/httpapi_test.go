@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -248,13 +247,9 @@ func TestPostJSON(t *testing.T) {
 	})
 
 	t.Run("refused", func(t *testing.T) {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := ln.Addr().String()
-		_ = ln.Close()
-		_, err = PostJSON(ctx, client, "acme", "http://"+addr, nil, nil)
+		closed := httptest.NewServer(http.NotFoundHandler())
+		closed.Close() // nothing listens at its address any more
+		_, err := PostJSON(ctx, client, "acme", closed.URL, nil, nil)
 		if pe := AsError(err); pe == nil || pe.Kind != Temporary || !pe.Connection || pe.Provider != "acme" {
 			t.Fatalf("PostJSON = %v, want a temporary connection error", err)
 		}
