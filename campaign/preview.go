@@ -8,7 +8,6 @@ import (
 	"os"
 
 	"github.com/heraldmail/herald/campaign/journal"
-	"github.com/heraldmail/herald/lists"
 	"github.com/heraldmail/herald/providers"
 )
 
@@ -83,15 +82,11 @@ func Preview(ctx context.Context, c *Campaign, o PreviewOptions, env Env) ([]*pr
 // Row returns the recipient on data row n (1-based), or an error when the list is
 // shorter or the row's address is invalid.
 func (s *Source) Row(n int) (*Recipient, error) {
-	f, err := os.Open(s.Campaign.ListFile)
+	f, r, err := s.open()
 	if err != nil {
-		return nil, configErr("list: %v", err)
+		return nil, err
 	}
 	defer f.Close()
-	r, err := lists.NewReader(f, s.listOptions())
-	if err != nil {
-		return nil, &ConfigError{Err: err}
-	}
 	for i := 1; ; i++ {
 		row, err := r.Next()
 		if errors.Is(err, io.EOF) {

@@ -85,25 +85,31 @@ const batchSize = 256
 
 // Columns checks the list's header and returns its columns without reading the rows.
 func (s *Source) Columns() ([]string, error) {
-	f, err := os.Open(s.Campaign.ListFile)
+	f, r, err := s.open()
 	if err != nil {
-		return nil, configErr("list: %v", err)
+		return nil, err
 	}
 	defer f.Close()
-	r, err := lists.NewReader(f, s.listOptions())
-	if err != nil {
-		return nil, &ConfigError{Err: err}
-	}
 	return r.Columns(), nil
 }
 
-func (s *Source) listOptions() lists.Options {
-	return lists.Options{
+// open opens the list and reads its header; the caller closes the file.
+func (s *Source) open() (*os.File, *lists.Reader, error) {
+	f, err := os.Open(s.Campaign.ListFile)
+	if err != nil {
+		return nil, nil, configErr("list: %v", err)
+	}
+	r, err := lists.NewReader(f, lists.Options{
 		Name:        s.Campaign.ListFile,
 		Delimiter:   s.Campaign.ListDelimiter,
 		Encoding:    s.Campaign.ListEncoding,
 		EmailColumn: s.Campaign.ListEmailColumn,
+	})
+	if err != nil {
+		f.Close()
+		return nil, nil, &ConfigError{Err: err}
 	}
+	return f, r, nil
 }
 
 func (s *Source) loadSuppressFiles() error {
@@ -136,15 +142,11 @@ func (s *Source) Scan(ctx context.Context, fn func(*Recipient) error) (ScanResul
 	if err := s.loadSuppressFiles(); err != nil {
 		return res, err
 	}
-	f, err := os.Open(s.Campaign.ListFile)
+	f, r, err := s.open()
 	if err != nil {
-		return res, configErr("list: %v", err)
+		return res, err
 	}
 	defer f.Close()
-	r, err := lists.NewReader(f, s.listOptions())
-	if err != nil {
-		return res, &ConfigError{Err: err}
-	}
 	res.Columns = r.Columns()
 	now := time.Now
 	if s.Now != nil {

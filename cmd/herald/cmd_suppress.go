@@ -23,7 +23,7 @@ func (f *storeFlags) bind(c *cobra.Command) {
 	c.PersistentFlags().StringVar(&f.campaign, "campaign", "", "use the store of this campaign file")
 }
 
-// path picks the store: --store, HERALD_STORE, --campaign's store, ./herald.db.
+// storePath picks the store: --store, HERALD_STORE, --campaign's store, ./herald.db.
 func (a *app) storePath(f storeFlags) (string, error) {
 	if f.store != "" {
 		return f.store, nil
@@ -49,6 +49,16 @@ func (a *app) openStore(ctx context.Context, f storeFlags) (*journal.Store, erro
 	return journal.Open(ctx, p, journal.Options{Now: a.io.Now})
 }
 
+// suppress adds list to the store's suppression list and returns how many were new.
+func (a *app) suppress(ctx context.Context, sf storeFlags, list []journal.Suppression) (int, error) {
+	st, err := a.openStore(ctx, sf)
+	if err != nil {
+		return 0, err
+	}
+	defer st.Close()
+	return st.Suppress(ctx, list)
+}
+
 func (a *app) suppressCmd() *cobra.Command {
 	var sf storeFlags
 	c := &cobra.Command{
@@ -70,12 +80,7 @@ func (a *app) suppressCmd() *cobra.Command {
 				}
 				list = append(list, journal.Suppression{Email: key, Reason: reason, Source: "manual", At: a.io.Now()})
 			}
-			st, err := a.openStore(cmd.Context(), sf)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			n, err := st.Suppress(cmd.Context(), list)
+			n, err := a.suppress(cmd.Context(), sf, list)
 			if err != nil {
 				return err
 			}
@@ -120,12 +125,7 @@ func (a *app) suppressCmd() *cobra.Command {
 			}); err != nil {
 				return &usageError{err: err}
 			}
-			st, err := a.openStore(cmd.Context(), sf)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			n, err := st.Suppress(cmd.Context(), list)
+			n, err := a.suppress(cmd.Context(), sf, list)
 			if err != nil {
 				return err
 			}
