@@ -211,7 +211,7 @@ func Send(ctx context.Context, c *Campaign, o SendOptions, env Env) (sum *Summar
 	if err != nil {
 		return sum, err
 	}
-	src := &Source{Campaign: c, Now: env.Now, Warn: o.Warn}
+	src := &Source{Campaign: c, Now: env.Now, Warn: o.Warn, ResendUnknown: o.ResendUnknown}
 	if store != nil {
 		src.Journal = store
 	}
@@ -269,9 +269,9 @@ type run struct {
 func (r *run) send(ctx context.Context) (err error) {
 	c, o, env, sum := r.c, r.o, r.env, r.sum
 	// The run begins before the list is counted, so that the count sees the journal as
-	// this run will send it: claims of a run that died are `unknown`, and with
-	// --resend-unknown every `unknown` recipient is `pending` again.
-	runID, recovered, err := r.store.BeginRun(ctx, c.Name, o.ResendUnknown)
+	// this run will send it: claims of a run that died are `unknown` (and counted as to
+	// send with --resend-unknown, which turns them `pending` once the user said yes).
+	runID, recovered, err := r.store.BeginRun(ctx, c.Name, false)
 	if err != nil {
 		return err
 	}
@@ -312,6 +312,12 @@ func (r *run) send(ctx context.Context) (err error) {
 	if o.Confirm != nil && !o.Confirm(p.withETA()) {
 		sum.Pending = sum.rest()
 		return ErrDeclined
+	}
+	if o.ResendUnknown {
+		if _, err := r.store.ResendUnknown(ctx, c.Name); err != nil {
+			return err
+		}
+		r.src.ResendUnknown = false // they are pending now
 	}
 	prov, err := r.open(ctx, &p)
 	if err != nil {

@@ -310,3 +310,38 @@ func TestSendDeferredThenGiveUp(t *testing.T) {
 		t.Fatalf("journal has %d failed", n)
 	}
 }
+
+func TestResendUnknownAsksFirst(t *testing.T) {
+	drop := smtptest.Start(t, smtptest.Options{DropAfterData: true})
+	f := newFixture(t, 3, smtpBlock(drop), "")
+	sum, err := f.send(-1, SendOptions{})
+	if err != nil || sum.Unknown != 3 {
+		t.Fatalf("first run: %s %v, want 3 unknown", sum.JSON(), err)
+	}
+	var asked Plan
+	sum, err = f.send(-1, SendOptions{ResendUnknown: true, Confirm: func(p Plan) bool { asked = p; return false }})
+	if !errors.Is(err, ErrDeclined) || asked.ToSend != 3 {
+		t.Fatalf("declined resend: %v, asked about %d", err, asked.ToSend)
+	}
+	if c := f.counts(); c[journal.Unknown] != 3 {
+		t.Fatalf("a declined --resend-unknown changed the journal: %v", c)
+	}
+	ok := smtptest.Start(t, smtptest.Options{})
+	f.write("campaign.yaml", strings.Replace(mustRead(t, f.path), smtpBlock(drop), smtpBlock(ok), 1))
+	sum, err = f.send(-1, SendOptions{ResendUnknown: true, Confirm: func(Plan) bool { return true }})
+	if err != nil || sum.Sent != 3 {
+		t.Fatalf("confirmed resend: %s %v", sum.JSON(), err)
+	}
+	if ok.Accepted() != 3 {
+		t.Fatalf("the relay got %d messages", ok.Accepted())
+	}
+}
+
+func mustRead(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}

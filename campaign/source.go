@@ -56,6 +56,8 @@ type Source struct {
 	Now func() time.Time
 	// Warn receives invalid and duplicate rows (nil: ignored).
 	Warn func(Warning)
+	// ResendUnknown counts `unknown` recipients as to send (send --resend-unknown).
+	ResendUnknown bool
 
 	suppressed map[string]struct{}
 	// dedup is kept between scans (reset each time): the table of a big list is
@@ -178,6 +180,9 @@ func (s *Source) Scan(ctx context.Context, fn func(*Recipient) error) (ScanResul
 		t := now()
 		for _, rc := range batch {
 			e, inJournal := entries[rc.Key]
+			if inJournal && e.State == journal.Unknown && s.ResendUnknown {
+				e.State = journal.Pending
+			}
 			if inJournal && (e.State == journal.Sent || e.State == journal.Failed || e.State == journal.Unknown || e.State == journal.Sending) {
 				res.Skipped.AlreadyDone++
 				continue

@@ -85,6 +85,19 @@ func (s *Store) BeginRun(ctx context.Context, campaign string, resendUnknown boo
 	return id, int(n), nil
 }
 
+// ResendUnknown turns every `unknown` recipient of campaign back into `pending`, so that
+// the run sends them again; it returns how many. (BeginRun with resendUnknown does the
+// same at the start of a run; this is for a run that asks the user first.)
+func (s *Store) ResendUnknown(ctx context.Context, campaign string) (int, error) {
+	res, err := s.wdb.ExecContext(ctx, `UPDATE recipients SET state = 'pending', updated_at = ?
+		WHERE campaign = ? AND state = 'unknown'`, s.now().UnixMilli(), campaign)
+	if err != nil {
+		return 0, s.errorf(fmt.Sprintf("resend unknown of %q", campaign), err)
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
+}
+
 // EndRun records the end of run runID and its JSON summary, kept for `status`.
 func (s *Store) EndRun(ctx context.Context, runID int64, summary []byte) error {
 	res, err := s.wdb.ExecContext(ctx, `UPDATE runs SET ended = ?, summary = ? WHERE id = ?`,
