@@ -22,6 +22,9 @@ type Status struct {
 	Skipped *Skipped `json:"skipped,omitempty"`
 	// LastRun is the summary of the latest run, when there was one.
 	LastRun *RunSummary `json:"last_run,omitempty"`
+	// ListError says why the list could not be read (then Total is -1 and Pending
+	// counts only recipients released back to pending).
+	ListError string `json:"list_error,omitempty"`
 	// Rows lists failed, deferred and unknown recipients when asked for.
 	Rows []StatusRow `json:"recipients,omitempty"`
 }
@@ -74,6 +77,8 @@ func ReadStatus(ctx context.Context, c *Campaign, storePath string, rows bool, e
 		st.Pending = res.ToSend - res.Retries
 		sk := res.Skipped
 		st.Skipped = &sk
+	} else {
+		st.ListError = err.Error()
 	}
 	if run, ok, err := store.LastRun(ctx, c.Name); err == nil && ok {
 		st.LastRun = &RunSummary{Started: run.Started.Format("2006-01-02 15:04:05"), PID: run.PID}

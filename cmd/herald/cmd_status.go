@@ -28,6 +28,9 @@ func (a *app) statusCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if st.ListError != "" {
+				a.warnf("the list could not be read (%s): rows not attempted yet are not counted", st.ListError)
+			}
 			if asJSON {
 				b, _ := json.Marshal(st)
 				fmt.Fprintf(a.io.Stdout, "%s\n", b)
