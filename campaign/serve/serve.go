@@ -6,6 +6,10 @@
 // the body "List-Unsubscribe=One-Click") adds the address to the store's suppression list
 // and answers 200 without a redirect. The token is found wherever herald put it in the
 // URL, under any path prefix, so the endpoint works behind a reverse proxy.
+//
+// A path ending in /webhooks/sendgrid, /webhooks/mandrill or /webhooks/ses is that
+// provider's event webhook (see EnableWebhooks): authenticated bounces, complaints and
+// unsubscribes it reports are added to the suppression list.
 package serve
 
 import (
@@ -29,6 +33,7 @@ type Handler struct {
 	store  Suppressor
 	signer *unsubscribe.Signer
 	now    func() time.Time
+	hooks  *webhooks
 }
 
 // New returns a handler that verifies tokens with secret and suppresses into store.
@@ -67,6 +72,10 @@ func (h *Handler) render(w http.ResponseWriter, code int, v view) {
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if provider, ok := webhookPath(r.URL.Path); ok {
+		h.serveWebhook(w, r, provider)
+		return
+	}
 	tok, ok := unsubscribe.Find(r.URL)
 	if !ok {
 		h.render(w, http.StatusNotFound, view{Title: "Not found", Text: "This is not an unsubscribe link."})
