@@ -6,22 +6,25 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/heraldmail/herald/campaign"
 	"github.com/heraldmail/herald/campaign/serve"
+	"github.com/heraldmail/herald/providers"
 )
 
 func (a *app) serveCmd() *cobra.Command {
 	var (
-		sf   storeFlags
-		addr string
+		sf        storeFlags
+		addr      string
+		publicURL string
 	)
 	c := &cobra.Command{
 		Use:   "serve",
-		Short: "Serve one-click unsubscribe (RFC 8058) over HTTP, feeding the suppression list",
+		Short: "Serve one-click unsubscribe (RFC 8058) and provider event webhooks over HTTP, feeding the suppression list",
 		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -38,12 +41,25 @@ func (a *app) serveCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if publicURL == "" {
+				publicURL = a.io.Getenv(serve.EnvPublicURL)
+			}
+			err = h.EnableWebhooks(serve.WebhookConfig{
+				SendGridKey:  a.io.Getenv(serve.EnvSendGridKey),
+				MandrillKey:  providers.NewSecret(a.io.Getenv(serve.EnvMandrillKey)),
+				PublicURL:    publicURL,
+				SNSTopicARNs: strings.Split(a.io.Getenv(serve.EnvSNSTopicARN), ","),
+				Logf:         a.infof,
+			})
+			if err != nil {
+				return &usageError{err: err}
+			}
 			ln, err := net.Listen("tcp", addr)
 			if err != nil {
 				return &usageError{err: fmt.Errorf("serve: %w", err)}
 			}
 			srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-			a.infof("herald serve: listening on http://%s (unsubscribe links: any path ending in a token)", ln.Addr())
+			a.infof("herald serve: listening on http://%s (unsubscribe links: any path ending in a token; webhooks: …/webhooks/sendgrid, …/webhooks/mandrill, …/webhooks/ses)", ln.Addr())
 			go func() {
 				<-ctx.Done()
 				sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -58,5 +74,6 @@ func (a *app) serveCmd() *cobra.Command {
 	}
 	sf.bind(c)
 	c.Flags().StringVar(&addr, "addr", "127.0.0.1:8080", "address to listen on")
+	c.Flags().StringVar(&publicURL, "public-url", "", "public base URL of this server, or the Mandrill webhook URL as configured there (default: $"+serve.EnvPublicURL+")")
 	return c
 }
