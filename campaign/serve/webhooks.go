@@ -92,10 +92,11 @@ func (h *Handler) EnableWebhooks(cfg WebhookConfig) error {
 		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
 			return fmt.Errorf("serve: public URL %q is not an absolute http(s) URL", u)
 		}
+		w.publicURL = u // Mandrill signs the URL exactly as entered
 		if !strings.HasSuffix(strings.TrimSuffix(p.Path, "/"), "/webhooks/mandrill") {
 			p.Path = strings.TrimSuffix(p.Path, "/") + "/webhooks/mandrill"
+			w.publicURL = p.String()
 		}
-		w.publicURL = p.String()
 	}
 	for _, t := range cfg.SNSTopicARNs {
 		if t = strings.TrimSpace(t); t != "" {

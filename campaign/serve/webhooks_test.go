@@ -241,6 +241,8 @@ func TestMandrillWebhook(t *testing.T) {
 			[]string{"hard@example.com", "reject@example.com", "spam@example.com", "unsub@example.com"}, "4 suppressed"},
 		{"public URL given as base", "https://hooks.acme.example/herald/", form.Encode(), mandrillSign(key, public, form), 200,
 			[]string{"hard@example.com", "reject@example.com", "spam@example.com", "unsub@example.com"}, ""},
+		{"public URL with a query, verbatim", public + "?site=news&x=a%2Fb", form.Encode(), mandrillSign(key, public+"?site=news&x=a%2Fb", form), 200,
+			[]string{"hard@example.com", "reject@example.com", "spam@example.com", "unsub@example.com"}, ""},
 		{"signed for another URL", public, form.Encode(), mandrillSign(key, "https://hooks.acme.example/other", form), 401, nil, "signature does not match"},
 		{"tampered body", public, url.Values{"mandrill_events": {strings.Replace(events, "spam@example.com", "spam@example.org", 1)}}.Encode(), mandrillSign(key, public, form), 401, nil, ""},
 		{"missing signature", public, form.Encode(), "", 401, nil, "X-Mandrill-Signature"},
