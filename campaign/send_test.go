@@ -319,7 +319,7 @@ func TestResendUnknownAsksFirst(t *testing.T) {
 		t.Fatalf("first run: %s %v, want 3 unknown", sum.JSON(), err)
 	}
 	var asked Plan
-	sum, err = f.send(-1, SendOptions{ResendUnknown: true, Confirm: func(p Plan) bool { asked = p; return false }})
+	_, err = f.send(-1, SendOptions{ResendUnknown: true, Confirm: func(p Plan) bool { asked = p; return false }})
 	if !errors.Is(err, ErrDeclined) || asked.ToSend != 3 {
 		t.Fatalf("declined resend: %v, asked about %d", err, asked.ToSend)
 	}
