@@ -43,25 +43,7 @@ func TestServeUnsubscribesFromSentLink(t *testing.T) {
 	}
 	to := regexp.MustCompile(`(?m)^To: .*<([^>]+)>`).FindSubmatch(raw)
 
-	srv := exec.Command(heraldBin, "serve", "--addr", "127.0.0.1:0", "--campaign", "news/campaign.yaml")
-	srv.Dir = dir
-	stderr, _ := srv.StderrPipe()
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = srv.Process.Signal(syscall.SIGTERM); _ = srv.Wait() }()
-	sc := bufio.NewScanner(stderr)
-	var base string
-	for sc.Scan() {
-		if a := regexp.MustCompile(`listening on (http://\S+)`).FindStringSubmatch(sc.Text()); a != nil {
-			base = a[1]
-			break
-		}
-	}
-	if base == "" {
-		t.Fatal("serve did not say where it listens")
-	}
-	go func() { _, _ = io.Copy(io.Discard, stderr) }()
+	base := startServe(t, dir, nil, "--campaign", "news/campaign.yaml")
 	// Behind a reverse proxy the path keeps its prefix; the token is found all the same.
 	resp, err := http.Post(base+"/proxy"+string(m[1]), "application/x-www-form-urlencoded", strings.NewReader("List-Unsubscribe=One-Click"))
 	if err != nil {
@@ -90,4 +72,32 @@ func TestServeUnsubscribesFromSentLink(t *testing.T) {
 	if !strings.Contains(out, `"already_done":2`) || !strings.Contains(out, `"suppressed":1`) || !strings.Contains(out, `"sent":7`) {
 		t.Fatalf("send after the unsubscribes: %s", out)
 	}
+}
+
+// startServe runs `herald serve` on a free loopback port in dir with the extra
+// environment and arguments, stops it with SIGTERM when the test ends, and returns its
+// base URL as the process announced it.
+func startServe(t *testing.T, dir string, env []string, args ...string) string {
+	t.Helper()
+	srv := exec.Command(heraldBin, append([]string{"serve", "--addr", "127.0.0.1:0"}, args...)...)
+	srv.Dir = dir
+	srv.Env = append(os.Environ(), env...)
+	stderr, _ := srv.StderrPipe()
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Process.Signal(syscall.SIGTERM); _ = srv.Wait() })
+	sc := bufio.NewScanner(stderr)
+	var base string
+	for sc.Scan() {
+		if a := regexp.MustCompile(`listening on (http://\S+)`).FindStringSubmatch(sc.Text()); a != nil {
+			base = a[1]
+			break
+		}
+	}
+	if base == "" {
+		t.Fatal("serve did not say where it listens")
+	}
+	go func() { _, _ = io.Copy(io.Discard, stderr) }()
+	return base
 }

@@ -1,18 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"crypto/hmac"
 	"crypto/sha1"
 	"encoding/base64"
-	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"os/exec"
-	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 )
 
@@ -26,26 +21,7 @@ func TestServeMandrillWebhookSuppresses(t *testing.T) {
 		key    = "mandrill-e2e-key"
 		public = "https://hooks.acme.example/herald/webhooks/mandrill"
 	)
-	srv := exec.Command(heraldBin, "serve", "--addr", "127.0.0.1:0", "--store", "herald.db", "--public-url", public)
-	srv.Dir = dir
-	srv.Env = append(os.Environ(), "HERALD_MANDRILL_WEBHOOK_KEY="+key)
-	stderr, _ := srv.StderrPipe()
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = srv.Process.Signal(syscall.SIGTERM); _ = srv.Wait() }()
-	sc := bufio.NewScanner(stderr)
-	var base string
-	for sc.Scan() {
-		if a := regexp.MustCompile(`listening on (http://\S+)`).FindStringSubmatch(sc.Text()); a != nil {
-			base = a[1]
-			break
-		}
-	}
-	if base == "" {
-		t.Fatal("serve did not say where it listens")
-	}
-	go func() { _, _ = io.Copy(io.Discard, stderr) }()
+	base := startServe(t, dir, []string{"HERALD_MANDRILL_WEBHOOK_KEY=" + key}, "--store", "herald.db", "--public-url", public)
 
 	post := func(events, sig string) int {
 		t.Helper()
