@@ -117,7 +117,17 @@ func (a *app) infof(format string, args ...any) {
 const memoryLimit = 40 << 20
 
 // Main runs herald with args and returns the exit code.
-func Main(args []string, sys *IO) int {
+func Main(args []string, sys *IO) (code int) {
+	defer func() {
+		// A bug must not greet the user with a stack trace; HERALD_DEBUG=1 shows it.
+		if r := recover(); r != nil {
+			if sys.Getenv("HERALD_DEBUG") != "" {
+				panic(r)
+			}
+			fmt.Fprintf(sys.Stderr, "herald: internal error: %v (run again with HERALD_DEBUG=1 for details, and please report it)\n", r)
+			code = exitFailed
+		}
+	}()
 	if sys.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(memoryLimit)
 	}
