@@ -27,8 +27,6 @@ import (
 	"sync"
 	texttemplate "text/template"
 	"unicode/utf8"
-
-	"github.com/k3a/html2text"
 )
 
 // Built-in data keys. The caller sets them in the data map of every recipient; they win
@@ -329,30 +327,7 @@ func nameColumn(data map[string]string) string {
 // DeriveText converts a rendered HTML body into its text part in a single pass, keeping
 // every link's URL after its text ("unsubscribe <https://…>").
 func DeriveText(html string) string {
-	t := html2text.HTML2TextWithOptions(html,
-		html2text.WithLinksInnerText(),
-		html2text.WithUnixLineBreaks(),
-		html2text.WithListSupport())
-	return trimLines(t)
-}
-
-// trimLines drops the spaces the converter leaves at the start and end of lines and at
-// both ends of the text, and ends the text with one newline.
-func trimLines(t string) string {
-	t = strings.TrimSpace(t)
-	var b strings.Builder
-	b.Grow(len(t) + 1)
-	for len(t) > 0 {
-		line := t
-		if i := strings.IndexByte(t, '\n'); i >= 0 {
-			line, t = t[:i], t[i+1:]
-		} else {
-			t = ""
-		}
-		b.WriteString(strings.Trim(line, " "))
-		b.WriteByte('\n')
-	}
-	return b.String()
+	return htmlToText(html)
 }
 
 // HeaderText makes s safe as a header value: it is made valid UTF-8, every run of
