@@ -14,7 +14,6 @@ import (
 
 	"github.com/heraldmail/herald/providers"
 	"github.com/heraldmail/herald/providers/providertest"
-	"gopkg.in/yaml.v3"
 )
 
 // readBack parses every .eml in dir; the recipient is taken from the To header.
@@ -220,15 +219,9 @@ func TestSanitize(t *testing.T) {
 }
 
 func spec(base, block string) providers.Spec {
-	return providers.Spec{
-		Kind:    Kind,
-		BaseDir: base,
-		Decode: func(into any) error {
-			dec := yaml.NewDecoder(strings.NewReader(block))
-			dec.KnownFields(true)
-			return dec.Decode(into)
-		},
-	}
+	s := providertest.Spec(Kind, block, nil)
+	s.BaseDir = base
+	return s
 }
 
 func TestRegistration(t *testing.T) {

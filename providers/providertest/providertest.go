@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/heraldmail/herald/providers"
 )
 
@@ -285,4 +287,22 @@ func walk(r *Received, ctype, cte string, body io.Reader) error {
 		r.Text += string(data)
 	}
 	return nil
+}
+
+// Spec returns a Spec of kind whose Decode strictly decodes the YAML block as the
+// campaign file's provider block is decoded (an unknown key is an error, an empty block
+// is fine) and whose Getenv reads env. Set BaseDir or Warnf on the result as needed.
+func Spec(kind, block string, env map[string]string) providers.Spec {
+	return providers.Spec{
+		Kind: kind,
+		Decode: func(into any) error {
+			dec := yaml.NewDecoder(strings.NewReader(block))
+			dec.KnownFields(true)
+			if err := dec.Decode(into); err != nil && err != io.EOF {
+				return err
+			}
+			return nil
+		},
+		Getenv: func(k string) string { return env[k] },
+	}
 }

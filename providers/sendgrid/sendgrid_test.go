@@ -19,7 +19,6 @@ import (
 	"time"
 
 	sgmail "github.com/sendgrid/sendgrid-go/helpers/mail"
-	"gopkg.in/yaml.v3"
 
 	"github.com/heraldmail/herald/providers"
 	"github.com/heraldmail/herald/providers/providertest"
@@ -494,18 +493,7 @@ func TestKeyNeverLeaks(t *testing.T) {
 }
 
 func spec(doc string, env map[string]string) providers.Spec {
-	return providers.Spec{
-		Kind: Name,
-		Decode: func(into any) error {
-			dec := yaml.NewDecoder(strings.NewReader(doc))
-			dec.KnownFields(true)
-			if err := dec.Decode(into); err != nil && err != io.EOF {
-				return err
-			}
-			return nil
-		},
-		Getenv: func(k string) string { return env[k] },
-	}
+	return providertest.Spec(Name, doc, env)
 }
 
 func TestRegistration(t *testing.T) {

@@ -15,9 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/heraldmail/herald/providers"
+	"github.com/heraldmail/herald/providers/providertest"
 )
 
 const emulatorHelp = `start the SES v2 emulator (npm package aws-ses-v2-local 2.10.2) and point HERALD_SES_ENDPOINT at it:
@@ -132,19 +131,12 @@ func TestEmulatorEndToEnd(t *testing.T) {
 	block := fmt.Sprintf("region: %s\nendpoint: %s\n", testRegion, ep)
 	var mu sync.Mutex
 	var warnings []string
-	spec := providers.Spec{
-		Kind: Kind,
-		Decode: func(into any) error {
-			dec := yaml.NewDecoder(strings.NewReader(block))
-			dec.KnownFields(true)
-			return dec.Decode(into)
-		},
-		Getenv: os.Getenv,
-		Warnf: func(format string, args ...any) {
-			mu.Lock()
-			defer mu.Unlock()
-			warnings = append(warnings, fmt.Sprintf(format, args...))
-		},
+	spec := providertest.Spec(Kind, block, nil)
+	spec.Getenv = os.Getenv
+	spec.Warnf = func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		warnings = append(warnings, fmt.Sprintf(format, args...))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

@@ -14,7 +14,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
-	"gopkg.in/yaml.v3"
 
 	"github.com/heraldmail/herald/providers"
 	"github.com/heraldmail/herald/providers/providertest"
@@ -369,17 +368,7 @@ func TestRegistration(t *testing.T) {
 	if reg.Kind != "ses" {
 		t.Errorf("Kind = %q", reg.Kind)
 	}
-	spec := func(block string) providers.Spec {
-		return providers.Spec{
-			Kind: "ses",
-			Decode: func(into any) error {
-				dec := yaml.NewDecoder(strings.NewReader(block))
-				dec.KnownFields(true)
-				return dec.Decode(into)
-			},
-			Getenv: func(string) string { return "" },
-		}
-	}
+	spec := func(block string) providers.Spec { return providertest.Spec("ses", block, nil) }
 	good := "region: " + testRegion + "\nconfiguration_set: events\nendpoint: " + f.srv.URL + "\n"
 	if err := reg.Check(spec(good), true); err != nil {
 		t.Errorf("Check(good): %v", err)

@@ -25,7 +25,6 @@ import (
 	"github.com/heraldmail/herald/providers"
 	"github.com/heraldmail/herald/providers/providertest"
 	"github.com/heraldmail/herald/providers/smtp/smtptest"
-	"gopkg.in/yaml.v3"
 )
 
 var errEOF = io.EOF
@@ -630,17 +629,9 @@ func TestDKIMSignatureVerifies(t *testing.T) {
 }
 
 func decodeSpec(base, block string, env map[string]string, warn func(string, ...any)) providers.Spec {
-	return providers.Spec{
-		Kind:    Kind,
-		BaseDir: base,
-		Decode: func(into any) error {
-			dec := yaml.NewDecoder(strings.NewReader(block))
-			dec.KnownFields(true)
-			return dec.Decode(into)
-		},
-		Getenv: func(k string) string { return env[k] },
-		Warnf:  warn,
-	}
+	s := providertest.Spec(Kind, block, env)
+	s.BaseDir, s.Warnf = base, warn
+	return s
 }
 
 func TestCheck(t *testing.T) {
