@@ -212,10 +212,17 @@ func Message(to string, n int) *providers.Message {
 			{Name: "Precedence", Value: "bulk"},
 		},
 	}
+	m.Raw = Render(m)
+	return m
+}
+
+// Render writes m's fields as a raw multipart/alternative RFC 5322 message (CRLF line
+// ends, RFC 2047 subject, m.Headers carried over), as herald's builder would.
+func Render(m *providers.Message) []byte {
 	var b bytes.Buffer
 	w := func(s string) { b.WriteString(s); b.WriteString("\r\n") }
 	w("From: " + m.From)
-	w(fmt.Sprintf("To: %q <%s>", m.ToName, to))
+	w(fmt.Sprintf("To: %q <%s>", m.ToName, m.To))
 	w("Subject: " + mime.QEncoding.Encode("utf-8", m.Subject))
 	w("Date: Mon, 02 Nov 2026 09:00:00 +0000")
 	w("Message-ID: " + m.MessageID)
@@ -234,8 +241,7 @@ func Message(to string, n int) *providers.Message {
 	w("")
 	w(m.HTML)
 	w("--b1--")
-	m.Raw = b.Bytes()
-	return m
+	return b.Bytes()
 }
 
 // ParseRaw decodes a raw RFC 5322 message (as SMTP, SES raw or Mandrill raw carry it)

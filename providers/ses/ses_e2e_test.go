@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"mime"
 	"net/http"
 	"net/mail"
 	"os"
@@ -89,29 +88,12 @@ func e2eMessage(run string, n int) *providers.Message {
 	}
 	m.Text = fmt.Sprintf("Hello reader %d\r\nUnsubscribe: %s\r\n", n, unsub)
 	m.HTML = fmt.Sprintf("<p>Hello reader %d</p><p><a href=\"%s\">Unsubscribe</a></p>", n, unsub)
-	var b strings.Builder
-	w := func(s string) { b.WriteString(s + "\r\n") }
-	w("From: " + m.From)
-	w(fmt.Sprintf("To: %q <%s>", m.ToName, to))
-	w("Subject: " + mime.QEncoding.Encode("utf-8", m.Subject))
-	w("Date: " + time.Now().Format(time.RFC1123Z))
-	w("Message-ID: " + m.MessageID)
-	w("MIME-Version: 1.0")
-	w("List-Unsubscribe: <" + unsub + ">")
-	w("List-Unsubscribe-Post: List-Unsubscribe=One-Click")
-	w("Precedence: bulk")
-	w(`Content-Type: multipart/alternative; boundary="b1"`)
-	w("")
-	w("--b1")
-	w("Content-Type: text/plain; charset=utf-8")
-	w("")
-	b.WriteString(m.Text)
-	w("--b1")
-	w("Content-Type: text/html; charset=utf-8")
-	w("")
-	w(m.HTML)
-	w("--b1--")
-	m.Raw = []byte(b.String())
+	m.Headers = []providers.Header{
+		{Name: "List-Unsubscribe", Value: "<" + unsub + ">"},
+		{Name: "List-Unsubscribe-Post", Value: "List-Unsubscribe=One-Click"},
+		{Name: "Precedence", Value: "bulk"},
+	}
+	m.Raw = providertest.Render(m)
 	return m
 }
 
