@@ -2,6 +2,7 @@ package campaign
 
 import (
 	"errors"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -163,13 +164,16 @@ func TestStorePath(t *testing.T) {
 }
 
 func TestNewLimiterCeiling(t *testing.T) {
-	for _, r := range []float64{0.5, 10, 100, 1000, 20000} {
+	for _, r := range []float64{0.5, 10, 20, 99, 100, 1000, 20000} {
 		l := NewLimiter(r)
-		// Over any one-second window: burst plus one second of refill.
-		if max := float64(l.Burst()) + float64(l.Limit()); max > r+1 {
-			t.Errorf("rate %v: one second may carry %v messages", r, max)
+		// A closed window of w seconds holds the burst plus the whole refill intervals
+		// in it; over a second (or, below 1/s, over the interval of one message) that
+		// must stay within the rate.
+		w := math.Max(1, 1/r)
+		if max := float64(l.Burst()) + math.Floor(float64(l.Limit())*w); max > r*w {
+			t.Errorf("rate %v: %v s may carry %v messages (burst %d, refill %v/s)", r, w, max, l.Burst(), l.Limit())
 		}
-		if float64(l.Limit()) < r*0.98 {
+		if float64(l.Limit()) < r*0.97 {
 			t.Errorf("rate %v: refill %v is needlessly low", r, l.Limit())
 		}
 	}

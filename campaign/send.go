@@ -161,14 +161,17 @@ func checkProvider(c *Campaign, env Env, secrets bool) (providers.Registration, 
 }
 
 // NewLimiter returns the shared limiter for a ceiling of perSecond messages over any
-// one-second window: small bursts are allowed at high rates, and the refill rate is
-// lowered by the burst so that the two together stay within the ceiling.
+// one-second window. A token bucket lets through its burst plus one second of refill in a
+// second, so the refill is set below the ceiling by the burst, and by 1% more: messages
+// spaced exactly 1/perSecond apart put perSecond+1 of them in a closed one-second
+// window. At high rates small bursts (1% of the rate) are allowed.
 func NewLimiter(perSecond float64) *rate.Limiter {
-	burst := int(perSecond / 100)
-	if burst < 1 {
-		return rate.NewLimiter(rate.Limit(perSecond), 1)
+	burst := max(int(perSecond/100), 1)
+	refill := perSecond * 0.99
+	if burst > 1 {
+		refill = (perSecond - float64(burst)) * 0.99
 	}
-	return rate.NewLimiter(rate.Limit(perSecond-float64(burst)), burst)
+	return rate.NewLimiter(rate.Limit(refill), burst)
 }
 
 // Send runs (or, with DryRun, rehearses) a campaign. The returned summary is complete
