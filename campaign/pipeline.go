@@ -65,7 +65,6 @@ const unreachableAfter = 5
 // outcome. Each piece is small: the Renderer renders, the limiter limits, the Recorder
 // records; the Pipeline only wires them.
 type Pipeline struct {
-	Campaign *Campaign
 	Provider providers.Provider
 	Renderer *Renderer
 	Journal  Recorder

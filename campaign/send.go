@@ -330,7 +330,7 @@ func (r *run) send(ctx context.Context) (err error) {
 
 	w := r.store.NewWriter(c.Name)
 	pl := &Pipeline{
-		Campaign: c, Provider: prov, Renderer: r.renderer, Journal: w,
+		Provider: prov, Renderer: r.renderer, Journal: w,
 		Limiter: NewLimiter(p.Rate), Workers: p.Workers, Retry: c.Retry,
 		Now: env.Now, Grace: o.Grace, Warnf: env.Warnf, Counters: &Counters{},
 	}

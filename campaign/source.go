@@ -69,7 +69,6 @@ type Source struct {
 
 // ScanResult is what one pass over the list found.
 type ScanResult struct {
-	Columns []string
 	// Total is the number of data rows.
 	Total   int
 	Skipped Skipped
@@ -149,7 +148,6 @@ func (s *Source) Scan(ctx context.Context, fn func(*Recipient) error) (ScanResul
 		return res, err
 	}
 	defer f.Close()
-	res.Columns = r.Columns()
 	now := time.Now
 	if s.Now != nil {
 		now = s.Now
