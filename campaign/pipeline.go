@@ -18,9 +18,9 @@ import (
 // Recorder is the part of the journal the workers use: a durable claim before a message
 // is handed over, an outcome after.
 type Recorder interface {
-	// StartClaim queues a claim; the returned func waits until it is durable.
-	StartClaim(ctx context.Context, c journal.Claim) (wait func() error)
-	Claim(ctx context.Context, c journal.Claim) error
+	// Handoff queues the recipient's change from claimed to `sending`; the returned
+	// func waits until it is durable (a refusal: the recipient is not this run's).
+	Handoff(ctx context.Context, key string) (wait func() error)
 	Record(o journal.Outcome)
 	Err() error
 }
@@ -166,12 +166,7 @@ func (p *Pipeline) warnf(format string, args ...any) {
 
 // giveUp marks a deferred recipient past give_up_after as failed.
 func (p *Pipeline) giveUp(ctx context.Context, stop context.CancelCauseFunc, rc *Recipient) {
-	if err := p.Journal.Claim(ctx, journal.Claim{Key: rc.Key, Email: rc.Email, Line: rc.Line}); err != nil {
-		if !errors.Is(err, journal.ErrNotClaimable) {
-			stop(&StopError{Reason: "fatal", Err: fmt.Errorf("journal: %w", err)})
-		}
-		return
-	}
+	// The recipient is claimed by this run; it goes from claimed to failed.
 	p.record(rc, journal.Outcome{State: journal.Failed,
 		Reason: fmt.Sprintf("gave up: still failing temporarily %s after the first attempt", p.Retry.GiveUpAfter)})
 }
@@ -183,7 +178,7 @@ func (p *Pipeline) handle(stopCtx, sendCtx context.Context, stop context.CancelC
 	}
 	// The message is rendered while the claim commits; it goes nowhere before the claim
 	// is durable.
-	claimed := p.Journal.StartClaim(sendCtx, journal.Claim{Key: rc.Key, Email: rc.Email, Line: rc.Line})
+	claimed := p.Journal.Handoff(sendCtx, rc.Key)
 	msg, renderErr := p.Renderer.Message(rc)
 	if err := claimed(); err != nil {
 		if errors.Is(err, journal.ErrNotClaimable) {

@@ -116,7 +116,7 @@ func StorePath(c *Campaign, flag string, getenv func(string) string) string {
 }
 
 // Secret returns the unsubscribe signing secret: HERALD_SECRET, else the store's.
-func Secret(ctx context.Context, store *journal.Store, getenv func(string) string) ([]byte, error) {
+func Secret(ctx context.Context, store journal.Store, getenv func(string) string) ([]byte, error) {
 	if s := getenv("HERALD_SECRET"); s != "" {
 		if len(s) < 16 {
 			return nil, errors.New("HERALD_SECRET must be at least 16 characters")
@@ -191,21 +191,15 @@ func Send(ctx context.Context, c *Campaign, o SendOptions, env Env) (sum *Summar
 	if err != nil {
 		return sum, err
 	}
-	var store *journal.Store
-	if !o.DryRun {
-		release, err := journal.Lock(o.Store, c.Name)
-		if err != nil {
-			return sum, err
-		}
-		defer release()
-		if store, err = journal.Open(ctx, o.Store, journal.Options{Now: env.Now}); err != nil {
-			return sum, err
-		}
-		defer store.Close()
-	} else if _, err := os.Stat(o.Store); err == nil {
-		// A dry run reads an existing journal (to count what is already done) and
-		// writes nothing.
-		if store, err = journal.Open(ctx, o.Store, journal.Options{Now: env.Now}); err != nil {
+	var store journal.Store
+	workers := c.Workers
+	if o.Workers > 0 {
+		workers = o.Workers
+	}
+	// A dry run reads an existing store (to count what is already done) and writes
+	// nothing.
+	if !o.DryRun || storeExists(o.Store) {
+		if store, err = OpenStore(ctx, o.Store, journal.Options{Now: env.Now, Conns: workers + 4}); err != nil {
 			return sum, err
 		}
 		defer store.Close()
@@ -262,48 +256,64 @@ type run struct {
 	o        SendOptions
 	env      Env
 	reg      providers.Registration
-	store    *journal.Store
+	store    journal.Store
 	src      *Source
 	renderer *Renderer
 	sum      *Summary
 	start    time.Time
+	// From the store's counts (count): due to send, unknown, waiting, suppressed.
+	due, unknown, waiting, suppressed int
 }
 
 func (r *run) send(ctx context.Context) (err error) {
 	c, o, env, sum := r.c, r.o, r.env, r.sum
-	// The run begins before the list is counted, so that the count sees the journal as
-	// this run will send it: claims of a run that died are `unknown` (and counted as to
-	// send with --resend-unknown, which turns them `pending` once the user said yes).
-	runID, recovered, err := r.store.BeginRun(ctx, c.Name, false)
+	// Dead runs are settled first, so that the count sees the store as this run will
+	// send it: their claims are `pending` again, their hand-offs `unknown` (counted as
+	// to send with --resend-unknown, which turns them `pending` once the user said yes).
+	settled, err := r.store.Settle(ctx, c.Name)
 	if err != nil {
 		return err
 	}
-	if recovered > 0 {
-		env.warnf("%d recipient(s) were being sent when an earlier run died: now `unknown` (see `herald status --failed`; `send --resend-unknown` sends them again)", recovered)
+	host, _ := os.Hostname()
+	jr, err := r.store.BeginRun(ctx, journal.RunSpec{Campaign: c.Name, Host: host, PID: os.Getpid()})
+	if err != nil {
+		return err
+	}
+	if settled.Unknown > 0 {
+		env.warnf("%d recipient(s) were being sent when an earlier run died: now `unknown` (see `herald status --failed`; `send --resend-unknown` sends them again)", settled.Unknown)
 	}
 	defer func() {
 		err = interrupted(ctx, sum, err)
 		sum.DurationMS = time.Since(r.start).Milliseconds()
-		_ = r.store.EndRun(context.WithoutCancel(ctx), runID, sum.JSON())
+		if eerr := jr.End(context.WithoutCancel(ctx), sum.JSON()); eerr != nil && err == nil {
+			err = eerr
+		}
 	}()
 
-	// The first pass counts (for the question, the progress bar and the summary); the
-	// list is streamed twice rather than held in memory.
-	r.src.Warn = nil
-	plan, err := r.src.Scan(ctx, func(*Recipient) error { return nil })
-	sum.Total, sum.Skipped = plan.Total, plan.Skipped
+	// The list is loaded into the store: rows not yet there become `pending`.
+	info, err := r.src.Load(ctx, jr, TemplateHash(c))
+	sum.Total = info.Total
+	sum.Skipped = Skipped{Invalid: info.Invalid, Duplicate: info.Duplicate, Suppressed: info.Suppressed}
 	if err != nil {
 		return err
 	}
-	toSend := plan.ToSend
+	if err := r.count(ctx); err != nil {
+		return err
+	}
+	toSend := r.due
+	if o.ResendUnknown {
+		toSend += r.unknown
+	}
 	if o.Limit >= 0 && o.Limit < toSend {
 		toSend = o.Limit
 	}
-	if toSend == 0 && plan.GaveUp == 0 {
-		sum.Pending = sum.rest()
+	sum.Skipped.Suppressed = info.Suppressed + r.suppressed
+	sum.Pending = r.waiting
+	sum.Skipped.AlreadyDone = max(sum.rest()-sum.Pending, 0)
+	if toSend == 0 {
 		return nil
 	}
-	p := Plan{Campaign: c.Name, Total: plan.Total, ToSend: toSend, Skipped: plan.Skipped,
+	p := Plan{Campaign: c.Name, Total: sum.Total, ToSend: toSend, Skipped: sum.Skipped,
 		Provider: c.ProviderKind, Rate: c.Rate.PerSecond, Workers: c.Workers}
 	if o.Workers > 0 {
 		p.Workers = o.Workers
@@ -313,14 +323,12 @@ func (r *run) send(ctx context.Context) (err error) {
 	}
 	// Asked before the provider is opened: a "no" connects to nothing.
 	if o.Confirm != nil && !o.Confirm(p.withETA()) {
-		sum.Pending = sum.rest()
 		return ErrDeclined
 	}
 	if o.ResendUnknown {
 		if _, err := r.store.ResendUnknown(ctx, c.Name); err != nil {
 			return err
 		}
-		r.src.ResendUnknown = false // they are pending now
 	}
 	prov, err := r.open(ctx, &p)
 	if err != nil {
@@ -328,10 +336,22 @@ func (r *run) send(ctx context.Context) (err error) {
 	}
 	defer prov.Close()
 
-	w := r.store.NewWriter(c.Name)
+	// The campaign's rate is a ceiling for all its live runs together: each takes an
+	// equal share, rebalanced as runs join and end. A run that joins others waits one
+	// rebalancing round first, so that theirs have shrunk before it sends.
+	limiter := NewLimiter(p.Rate)
+	share := &rateShare{run: jr, rate: p.Rate, limiter: limiter}
+	if n := share.update(ctx); n > 1 {
+		if !sleep(ctx, 2*shareEvery) {
+			return ctx.Err()
+		}
+	}
+	stopShare := share.start(ctx)
+	defer stopShare()
+
 	pl := &Pipeline{
-		Provider: prov, Renderer: r.renderer, Journal: w,
-		Limiter: NewLimiter(p.Rate), Workers: p.Workers, Retry: c.Retry,
+		Provider: prov, Renderer: r.renderer, Journal: jr,
+		Limiter: limiter, Workers: p.Workers, Retry: c.Retry,
 		Now: env.Now, Grace: o.Grace, Warnf: env.Warnf, Counters: &Counters{},
 	}
 	if o.Progress != nil {
@@ -339,21 +359,26 @@ func (r *run) send(ctx context.Context) (err error) {
 		defer stopProgress()
 	}
 	sendStart := time.Now()
-	runErr := pl.Run(ctx, o.Limit, func(fn func(*Recipient) error) error {
-		_, err := r.src.Scan(ctx, fn)
-		return err
-	})
-	if err := w.Close(); err != nil && runErr == nil {
+	runErr := pl.Run(ctx, o.Limit, r.feed(ctx, jr, o.Limit))
+	if err := jr.Flush(context.WithoutCancel(ctx)); err != nil && runErr == nil {
 		runErr = fmt.Errorf("journal: %w", err)
 	}
 	sum.Sent = int(pl.Counters.Sent.Load())
 	sum.Failed = int(pl.Counters.Failed.Load())
 	sum.Deferred = int(pl.Counters.Deferred.Load())
 	sum.Unknown = int(pl.Counters.Unknown.Load())
-	sum.Skipped.AlreadyDone += int(pl.Counters.AlreadyDone.Load())
-	sum.Pending = sum.rest()
 	if el := time.Since(sendStart).Seconds(); el > 0 {
 		sum.RatePerS = math.Round(float64(sum.Sent)/el*10) / 10
+	}
+	if err := r.count(context.WithoutCancel(ctx)); err == nil {
+		// This run's deferred rows are among the store's waiting ones.
+		sum.Skipped.Suppressed = info.Suppressed + r.suppressed
+		sum.Pending = max(r.waiting-sum.Deferred, 0)
+		// What the other counts leave was done before this run, or by other runs.
+		sum.Skipped.AlreadyDone = 0
+		sum.Skipped.AlreadyDone = max(sum.rest()-sum.Pending, 0)
+	} else {
+		sum.Pending = sum.rest()
 	}
 	var se *StopError
 	if errors.As(runErr, &se) {
@@ -361,6 +386,121 @@ func (r *run) send(ctx context.Context) (err error) {
 		sum.Error = se.Error()
 	}
 	return runErr
+}
+
+// claimBatch is how many recipients a run claims at a time: enough that the claim's
+// round trip is paid once per many messages, few enough that a stop leaves little
+// claimed (claims of a stopped run go back to pending at once, a dead run's within
+// seconds).
+const claimBatch = 64
+
+// feed claims batches of due recipients from the store and hands them to the pipeline,
+// until none is left, the limit is reached or the run stops.
+func (r *run) feed(ctx context.Context, jr journal.Run, limit int) func(fn func(*Recipient) error) error {
+	return func(fn func(*Recipient) error) error {
+		claimed := 0
+		for {
+			n := claimBatch
+			if limit >= 0 {
+				n = min(n, limit-claimed)
+				if n <= 0 {
+					return nil
+				}
+			}
+			items, err := jr.Claim(ctx, n)
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				return &StopError{Reason: "fatal", Err: fmt.Errorf("journal: %w", err)}
+			}
+			if len(items) == 0 {
+				return nil
+			}
+			now := r.env.Now
+			if now == nil {
+				now = time.Now
+			}
+			t := now()
+			for _, it := range items {
+				rc := &Recipient{Line: it.Line, Email: it.Email, Key: it.Key, Fields: it.Fields}
+				if it.Retry {
+					rc.Entry = &journal.Entry{Key: it.Key, State: journal.Deferred, Attempts: it.Attempts, FirstAttempt: it.FirstAttempt}
+					rc.GiveUp = !it.FirstAttempt.IsZero() && t.Sub(it.FirstAttempt) > r.c.Retry.GiveUpAfter
+				}
+				if !rc.GiveUp {
+					claimed++
+				}
+				if err := fn(rc); err != nil {
+					return err
+				}
+			}
+		}
+	}
+}
+
+// count reads the store's counts for the plan and the summary: recipients due to send,
+// `unknown`, waiting (pending or deferred, sendable later) and passed by as suppressed.
+func (r *run) count(ctx context.Context) error {
+	counts, err := r.store.Counts(ctx, r.c.Name)
+	if err != nil {
+		return err
+	}
+	supp, err := r.store.PendingSuppressed(ctx, r.c.Name)
+	if err != nil {
+		return err
+	}
+	r.suppressed = supp
+	r.unknown = counts[journal.Unknown]
+	r.waiting = counts[journal.Pending] + counts[journal.Deferred] + counts[journal.Claimed] - supp
+	r.due = max(counts[journal.Pending]+counts[journal.Deferred]-supp, 0)
+	return nil
+}
+
+// shareEvery is how often a run recomputes its share of the campaign's rate.
+const shareEvery = 200 * time.Millisecond
+
+// rateShare keeps a run's limiter at the campaign's rate divided by its live runs.
+type rateShare struct {
+	run     journal.Run
+	rate    float64
+	limiter *rate.Limiter
+	live    int
+}
+
+// update sets the limiter for the current number of live runs and returns it.
+func (s *rateShare) update(ctx context.Context) int {
+	n, err := s.run.Live(ctx)
+	if err != nil || n < 1 {
+		n = 1
+	}
+	if n != s.live {
+		s.live = n
+		l := NewLimiter(s.rate / float64(n))
+		s.limiter.SetBurst(l.Burst())
+		s.limiter.SetLimit(l.Limit())
+	}
+	return n
+}
+
+// start rebalances every shareEvery until the returned func is called.
+func (s *rateShare) start(ctx context.Context) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(shareEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				s.update(ctx)
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }
 
 // open opens the provider and fits the plan to what it allows: the lower of the

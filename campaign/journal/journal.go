@@ -138,10 +138,11 @@ type Store interface {
 type Run interface {
 	// ID is the run's id in the store.
 	ID() int64
-	// Load adds the list's rows not yet in the store as `pending` and records info, in
-	// one transaction under the campaign's load lock. It refuses (*MismatchError) when
-	// another live run sends the campaign with different templates.
-	Load(ctx context.Context, info ListInfo, feed func(add func(Item) error) error) (added int, err error)
+	// Load adds the rows feed gives that are not yet in the store as `pending`, then
+	// records info (which feed may fill in as it reads), in one transaction under the
+	// campaign's load lock: an error from feed loads nothing. It refuses
+	// (*MismatchError) when another live run sends the campaign with other templates.
+	Load(ctx context.Context, info *ListInfo, feed func(add func(Item) error) error) (added int, err error)
 	// Claim takes up to n due recipients (`pending`, or `deferred` whose next attempt is
 	// not later than now) that are not suppressed, in list order, as `claimed` by this
 	// run. A suppression committed before the claim is honoured.

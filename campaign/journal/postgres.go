@@ -879,7 +879,7 @@ func (r *pgRun) errorf(op string, err error) error {
 // loadChunk is how many rows one INSERT of Load carries.
 const loadChunk = 1000
 
-func (r *pgRun) Load(ctx context.Context, info ListInfo, feed func(add func(Item) error) error) (int, error) {
+func (r *pgRun) Load(ctx context.Context, info *ListInfo, feed func(add func(Item) error) error) (int, error) {
 	now := r.s.now().UnixMilli()
 	added := 0
 	err := pgx.BeginFunc(ctx, r.s.pool, func(tx pgx.Tx) error {
@@ -900,13 +900,6 @@ func (r *pgRun) Load(ctx context.Context, info ListInfo, feed func(add func(Item
 			if others > 0 {
 				return &MismatchError{Campaign: r.campaign}
 			}
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO herald_campaigns (name, columns, template_hash, total, invalid, duplicate, suppressed, loaded_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (name) DO UPDATE SET columns = excluded.columns,
-			template_hash = excluded.template_hash, total = excluded.total, invalid = excluded.invalid,
-			duplicate = excluded.duplicate, suppressed = excluded.suppressed, loaded_at = excluded.loaded_at`,
-			r.campaign, jsonArg(nonNil(info.Columns)), info.TemplateHash, info.Total, info.Invalid, info.Duplicate, info.Suppressed, now); err != nil {
-			return err
 		}
 		var keys, emails, fields []string
 		var lines []int32
@@ -941,7 +934,17 @@ func (r *pgRun) Load(ctx context.Context, info ListInfo, feed func(add func(Item
 		}); err != nil {
 			return err
 		}
-		return flush()
+		if err := flush(); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO herald_campaigns (name, columns, template_hash, total, invalid, duplicate, suppressed, loaded_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (name) DO UPDATE SET columns = excluded.columns,
+			template_hash = excluded.template_hash, total = excluded.total, invalid = excluded.invalid,
+			duplicate = excluded.duplicate, suppressed = excluded.suppressed, loaded_at = excluded.loaded_at`,
+			r.campaign, jsonArg(nonNil(info.Columns)), info.TemplateHash, info.Total, info.Invalid, info.Duplicate, info.Suppressed, now); err != nil {
+			return err
+		}
+		return nil
 	})
 	if err != nil {
 		var me *MismatchError

@@ -731,22 +731,13 @@ func (r *sqliteRun) errorf(op string, err error) error {
 	return r.s.errorf(fmt.Sprintf("campaign %q: %s", r.campaign, op), err)
 }
 
-func (r *sqliteRun) Load(ctx context.Context, info ListInfo, feed func(add func(Item) error) error) (int, error) {
+func (r *sqliteRun) Load(ctx context.Context, info *ListInfo, feed func(add func(Item) error) error) (int, error) {
 	now := r.s.now().UnixMilli()
 	tx, err := r.s.wdb.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, r.errorf("load list", err)
 	}
 	defer tx.Rollback()
-	// On SQLite no other run of the campaign is alive (the lock), so templates may
-	// change between runs.
-	if _, err := tx.ExecContext(ctx, `INSERT INTO campaigns (name, columns, template_hash, total, invalid, duplicate, suppressed, loaded_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET columns = excluded.columns,
-		template_hash = excluded.template_hash, total = excluded.total, invalid = excluded.invalid,
-		duplicate = excluded.duplicate, suppressed = excluded.suppressed, loaded_at = excluded.loaded_at`,
-		r.campaign, jsonArg(nonNil(info.Columns)), info.TemplateHash, info.Total, info.Invalid, info.Duplicate, info.Suppressed, now); err != nil {
-		return 0, r.errorf("load list", err)
-	}
 	stmt, err := tx.PrepareContext(ctx, `INSERT INTO recipients (campaign, key, email, line, state, fields, updated_at)
 		VALUES (?, ?, ?, ?, `+tLoad.to()+`, ?, ?)
 		ON CONFLICT (campaign, key) DO UPDATE SET email = excluded.email, line = excluded.line, fields = excluded.fields
@@ -771,6 +762,15 @@ func (r *sqliteRun) Load(ctx context.Context, info ListInfo, feed func(add func(
 	})
 	if err != nil {
 		return 0, err
+	}
+	// On SQLite no other run of the campaign is alive (the lock), so templates may
+	// change between runs.
+	if _, err := tx.ExecContext(ctx, `INSERT INTO campaigns (name, columns, template_hash, total, invalid, duplicate, suppressed, loaded_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET columns = excluded.columns,
+		template_hash = excluded.template_hash, total = excluded.total, invalid = excluded.invalid,
+		duplicate = excluded.duplicate, suppressed = excluded.suppressed, loaded_at = excluded.loaded_at`,
+		r.campaign, jsonArg(nonNil(info.Columns)), info.TemplateHash, info.Total, info.Invalid, info.Duplicate, info.Suppressed, now); err != nil {
+		return 0, r.errorf("load list", err)
 	}
 	if err := tx.Commit(); err != nil {
 		return 0, r.errorf("load list: commit", err)

@@ -86,7 +86,7 @@ func Items(prefix string, from, n int) []journal.Item {
 // Load loads items with a list info naming the columns.
 func Load(t testing.TB, r journal.Run, hash string, items []journal.Item) int {
 	t.Helper()
-	n, err := r.Load(context.Background(), journal.ListInfo{Columns: []string{"email", "name"}, TemplateHash: hash, Total: len(items)},
+	n, err := r.Load(context.Background(), &journal.ListInfo{Columns: []string{"email", "name"}, TemplateHash: hash, Total: len(items)},
 		func(add func(journal.Item) error) error {
 			for _, it := range items {
 				if err := add(it); err != nil {
@@ -540,7 +540,7 @@ func Run(t *testing.T, e Engine) {
 		a := Begin(t, s, "nov")
 		Load(t, a, "h1", Items("a", 0, 2))
 		b := Begin(t, Open(t, loc, nil), "nov")
-		_, err := b.Load(ctx, journal.ListInfo{TemplateHash: "h2"}, func(func(journal.Item) error) error { return nil })
+		_, err := b.Load(ctx, &journal.ListInfo{TemplateHash: "h2"}, func(func(journal.Item) error) error { return nil })
 		var me *journal.MismatchError
 		if !errors.As(err, &me) {
 			t.Fatalf("join with other templates = %v, want *MismatchError", err)
