@@ -53,6 +53,9 @@ func (c Config) validate() error {
 	if c.APIKeyEnv == "" {
 		return fmt.Errorf("%s: api_key_env is required (the name of the environment variable holding the API key)", Name)
 	}
+	if err := providers.CheckEnvName(Name, "api_key_env", c.APIKeyEnv); err != nil {
+		return err
+	}
 	if _, err := sendRawURL(c.Endpoint); err != nil {
 		return err
 	}
@@ -108,6 +111,7 @@ func open(_ context.Context, s providers.Spec) (providers.Provider, error) {
 type Provider struct {
 	url       string
 	key       providers.Secret
+	redact    providers.Redactor
 	client    *http.Client
 	transport *http.Transport
 	closed    atomic.Bool
@@ -130,7 +134,7 @@ func New(c Config, key providers.Secret) (*Provider, error) {
 	// The client follows no redirect: the 3xx answer is classified instead of re-posting
 	// the body (and its key) elsewhere.
 	client, tr := providers.NewAPIClient(c.Timeout)
-	return &Provider{url: u, key: key, client: client, transport: tr}, nil
+	return &Provider{url: u, key: key, redact: providers.NewRedactor("", key), client: client, transport: tr}, nil
 }
 
 // Name returns "mandrill".
@@ -195,6 +199,11 @@ func body(key providers.Secret, msg *providers.Message) ([]byte, error) {
 // Send posts msg to messages/send-raw and classifies the answer (see the package
 // documentation).
 func (p *Provider) Send(ctx context.Context, msg *providers.Message) (providers.Receipt, error) {
+	r, err := p.send(ctx, msg)
+	return p.redact.Receipt(r), p.redact.Error(err)
+}
+
+func (p *Provider) send(ctx context.Context, msg *providers.Message) (providers.Receipt, error) {
 	b, err := body(p.key, msg)
 	if err != nil {
 		return providers.Receipt{}, err
@@ -207,7 +216,7 @@ func (p *Provider) Send(ctx context.Context, msg *providers.Message) (providers.
 		// The request was handled; only its answer was lost.
 		return providers.Receipt{}, a.Cut
 	}
-	r, err := classify(a.Status, a.Header, providers.Redact(a.Body, p.key), msg.To)
+	r, err := classify(a.Status, a.Header, p.redact.Bytes(a.Body), msg.To)
 	if err == nil && r.MessageID == "" {
 		r.MessageID = msg.MessageID
 	}

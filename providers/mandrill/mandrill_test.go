@@ -498,6 +498,7 @@ func TestRegistration(t *testing.T) {
 		{"unset variable, no secrets", "api_key_env: NOPE", false, ""},
 		{"unset variable", "api_key_env: NOPE", true, "NOPE"},
 		{"unknown key", "api_key_env: MD_KEY\nkey: inline", false, "key"},
+		{"key pasted into api_key_env", "api_key_env: md-AbC123xyz.pasted", false, "does not look like an environment variable name"},
 		{"bad endpoint", "api_key_env: MD_KEY\nendpoint: ftp://mandrillapp.com", false, "endpoint"},
 		{"endpoint with credentials", "api_key_env: MD_KEY\nendpoint: https://u:p@mandrillapp.com", false, "credentials"},
 		{"negative timeout", "api_key_env: MD_KEY\ntimeout: -3s", false, "negative"},

@@ -56,6 +56,9 @@ func (c Config) validate() error {
 	if c.APIKeyEnv == "" {
 		return fmt.Errorf("%s: api_key_env is required (the name of the environment variable holding the API key)", Name)
 	}
+	if err := providers.CheckEnvName(Name, "api_key_env", c.APIKeyEnv); err != nil {
+		return err
+	}
 	if _, err := sendURL(c.Endpoint); err != nil {
 		return err
 	}
@@ -110,6 +113,7 @@ func open(_ context.Context, s providers.Spec) (providers.Provider, error) {
 type Provider struct {
 	url       string
 	key       providers.Secret
+	redact    providers.Redactor
 	client    *http.Client
 	transport *http.Transport
 	now       func() time.Time
@@ -135,7 +139,7 @@ func New(c Config, key providers.Secret) (*Provider, error) {
 	}
 	// The client follows no redirect: the 3xx answer itself is classified.
 	client, tr := providers.NewAPIClient(c.Timeout)
-	return &Provider{url: u, key: key, client: client, transport: tr, now: time.Now}, nil
+	return &Provider{url: u, key: key, redact: providers.NewRedactor("", key), client: client, transport: tr, now: time.Now}, nil
 }
 
 // Name returns "sendgrid".
@@ -164,6 +168,11 @@ func (p *Provider) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, p.Stri
 // documentation). The request is built per call: the library's own client keeps its
 // request (and body) in shared fields and is not safe for concurrent use.
 func (p *Provider) Send(ctx context.Context, msg *providers.Message) (providers.Receipt, error) {
+	r, err := p.send(ctx, msg)
+	return p.redact.Receipt(r), p.redact.Error(err)
+}
+
+func (p *Provider) send(ctx context.Context, msg *providers.Message) (providers.Receipt, error) {
 	body, err := Body(msg)
 	if err != nil {
 		return providers.Receipt{}, err
@@ -177,7 +186,7 @@ func (p *Provider) Send(ctx context.Context, msg *providers.Message) (providers.
 	if err != nil {
 		return providers.Receipt{}, err
 	}
-	r, err := classify(a.Status, a.Header, providers.Redact(a.Body, p.key), p.now())
+	r, err := classify(a.Status, a.Header, p.redact.Bytes(a.Body), p.now())
 	if err == nil && r.MessageID == "" {
 		// SendGrid always sends X-Message-Id; a proxy might drop it.
 		r.MessageID = msg.MessageID

@@ -514,6 +514,7 @@ func TestRegistration(t *testing.T) {
 		{"unset variable, no secrets", "api_key_env: NOPE", false, ""},
 		{"unset variable", "api_key_env: NOPE", true, "NOPE"},
 		{"unknown key", "api_key_env: SG_KEY\napi_key: SG.inline", false, "api_key"},
+		{"key pasted into api_key_env", "api_key_env: SG.AbC123xyz.pasted", false, "does not look like an environment variable name"},
 		{"bad endpoint", "api_key_env: SG_KEY\nendpoint: api.sendgrid.com", false, "endpoint"},
 		{"endpoint with query", "api_key_env: SG_KEY\nendpoint: https://x.example/?k=1", false, "query"},
 		{"negative timeout", "api_key_env: SG_KEY\ntimeout: -1s", false, "negative"},
