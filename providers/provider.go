@@ -235,6 +235,9 @@ type Spec struct {
 	Warnf func(format string, args ...any)
 	// Campaign is the campaign's journal name.
 	Campaign string
+	// Headers are the campaign's own extra headers (its `headers:`), for the providers
+	// that restrict which headers may be sent (SendGrid reserves some names).
+	Headers map[string]string
 }
 
 // Path resolves p relative to BaseDir.
