@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/mail"
+	"strings"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -164,8 +166,13 @@ type sendRawRequest struct {
 	Key        string   `json:"key"`
 	RawMessage string   `json:"raw_message"`
 	FromEmail  string   `json:"from_email,omitempty"`
+	FromName   string   `json:"from_name,omitempty"`
 	To         []string `json:"to"`
 	Async      bool     `json:"async"`
+	// ReturnPathDomain is the domain of the campaign's return path: Mandrill builds its
+	// own bounce address on it (the domain must be set up as a tracking/return-path
+	// domain in Mandrill).
+	ReturnPathDomain string `json:"return_path_domain,omitempty"`
 }
 
 // body builds the JSON request for msg. The raw message travels as a JSON string, so it
@@ -183,13 +190,27 @@ func body(key providers.Secret, msg *providers.Message) ([]byte, error) {
 	if !utf8.Valid(msg.Raw) {
 		return nil, &providers.Error{Provider: Name, Kind: providers.Permanent, Message: "message to " + msg.To + " is not valid UTF-8 and cannot travel in a JSON string unchanged"}
 	}
-	b, err := json.Marshal(sendRawRequest{
+	// Mandrill's sender checks, sending-domain verification and DKIM signing key off
+	// from_email: it is the From address, never the bounce address.
+	req := sendRawRequest{
 		Key:        key.Reveal(),
 		RawMessage: string(msg.Raw),
-		FromEmail:  msg.Sender(),
+		FromEmail:  msg.FromAddress,
 		To:         []string{msg.To},
 		Async:      false,
-	})
+	}
+	if a, err := mail.ParseAddress(msg.From); err == nil {
+		req.FromName = a.Name
+		if req.FromEmail == "" {
+			req.FromEmail = a.Address
+		}
+	}
+	if msg.ReturnPath != "" && !strings.EqualFold(msg.ReturnPath, req.FromEmail) {
+		if i := strings.LastIndexByte(msg.ReturnPath, '@'); i >= 0 && i < len(msg.ReturnPath)-1 {
+			req.ReturnPathDomain = msg.ReturnPath[i+1:]
+		}
+	}
+	b, err := json.Marshal(req)
 	if err != nil {
 		return nil, &providers.Error{Provider: Name, Kind: providers.Permanent, Message: "cannot encode the message to " + msg.To}
 	}
