@@ -141,6 +141,7 @@ func ProviderSpec(c *Campaign, env Env) providers.Spec {
 		Getenv:   env.getenv,
 		Warnf:    env.warnf,
 		Campaign: c.Name,
+		Headers:  c.Headers,
 	}
 }
 
