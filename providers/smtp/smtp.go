@@ -15,7 +15,6 @@ package smtp
 import (
 	"bytes"
 	"context"
-	"crypto"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -51,10 +50,8 @@ func decode(s providers.Spec) (Config, error) {
 	if c.CAFile != "" {
 		c.CAFile = s.Path(c.CAFile)
 	}
-	if c.DKIM != nil && c.DKIM.PrivateKeyFile != "" {
-		d := *c.DKIM
-		d.PrivateKeyFile = s.Path(d.PrivateKeyFile)
-		c.DKIM = &d
+	if c.DKIM != nil {
+		c.DKIM = c.DKIM.resolve(s.Path)
 	}
 	if err := c.validate(); err != nil {
 		return Config{}, err
@@ -66,6 +63,10 @@ func check(s providers.Spec, secrets bool) error {
 	c, err := decode(s)
 	if err != nil {
 		return err
+	}
+	if c.DKIM != nil {
+		keys, _ := c.DKIM.load()
+		warnWeak(keys, s.Warn)
 	}
 	if secrets && c.Username != "" {
 		if _, err := providers.SecretFromEnv(s, Kind, "password_env", c.PasswordEnv); err != nil {
@@ -109,7 +110,7 @@ type Provider struct {
 	addr      string
 	timeout   time.Duration
 	tls       *tls.Config
-	dkim      crypto.Signer
+	dkim      []dkimKey
 	warnf     func(format string, args ...any)
 	localName string
 
@@ -236,7 +237,7 @@ func (p *Provider) Send(ctx context.Context, msg *providers.Message) (providers.
 		return providers.Receipt{}, &providers.Error{Provider: Kind, Kind: providers.Permanent, Message: fmt.Sprintf("invalid envelope %q -> %q", msg.Sender(), msg.To)}
 	}
 	var sig []byte
-	if p.dkim != nil {
+	if len(p.dkim) > 0 {
 		s, err := p.sign(msg.Raw)
 		if err != nil {
 			return providers.Receipt{}, err
