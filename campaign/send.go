@@ -30,9 +30,11 @@ type Summary struct {
 	DryRun     bool    `json:"dry_run"`
 	DurationMS int64   `json:"duration_ms"`
 	RatePerS   float64 `json:"rate_per_s"`
-	// Stopped says why the run ended early: "interrupted", "fatal" or "unreachable".
-	Stopped string `json:"stopped,omitempty"`
-	// Error is the message of the error that stopped the run.
+	// Stopped says why the run ended early: "interrupted", "fatal", "unreachable",
+	// "store" or "failing".
+	Stopped StopReason `json:"stopped,omitempty"`
+	// Error is the message of the error that stopped the run, or that says which
+	// recipients could not be rendered (they stay pending).
 	Error string `json:"error,omitempty"`
 }
 
@@ -139,6 +141,7 @@ func ProviderSpec(c *Campaign, env Env) providers.Spec {
 		Getenv:   env.getenv,
 		Warnf:    env.warnf,
 		Campaign: c.Name,
+		Headers:  c.Headers,
 	}
 }
 
@@ -183,6 +186,14 @@ func Send(ctx context.Context, c *Campaign, o SendOptions, env Env) (sum *Summar
 	defer func() {
 		err = interrupted(ctx, sum, err)
 		sum.DurationMS = time.Since(start).Milliseconds()
+		var se *StopError
+		var re *RenderErrors
+		switch {
+		case errors.As(err, &se):
+			sum.Stopped, sum.Error = se.Reason, se.Error()
+		case errors.As(err, &re):
+			sum.Error = re.Error()
+		}
 	}()
 	if o.Limit < -1 {
 		return sum, configErr("--limit must be 0 or more")
@@ -200,12 +211,18 @@ func Send(ctx context.Context, c *Campaign, o SendOptions, env Env) (sum *Summar
 	// nothing.
 	if !o.DryRun || storeExists(o.Store) {
 		if store, err = OpenStore(ctx, o.Store, journal.Options{Now: env.Now, Conns: workers + 4}); err != nil {
-			return sum, err
+			if isConfigErr(err) {
+				return sum, err
+			}
+			return sum, storeErr(ctx, err)
 		}
 		defer store.Close()
 	}
 	secret, err := Secret(ctx, store, env.getenv)
 	if err != nil {
+		if store != nil && env.getenv("HERALD_SECRET") == "" {
+			err = storeErr(ctx, err)
+		}
 		return sum, err
 	}
 	src := &Source{Campaign: c, Now: env.Now, Warn: o.Warn, ResendUnknown: o.ResendUnknown}
@@ -272,12 +289,16 @@ func (r *run) send(ctx context.Context) (err error) {
 	// to send with --resend-unknown, which turns them `pending` once the user said yes).
 	settled, err := r.store.Settle(ctx, c.Name)
 	if err != nil {
-		return err
+		return storeErr(ctx, err)
 	}
 	host, _ := os.Hostname()
 	jr, err := r.store.BeginRun(ctx, journal.RunSpec{Campaign: c.Name, Host: host, PID: os.Getpid()})
-	if err != nil {
+	var le *journal.LockedError
+	if errors.As(err, &le) {
 		return err
+	}
+	if err != nil {
+		return storeErr(ctx, err)
 	}
 	if settled.Unknown > 0 {
 		env.warnf("%d recipient(s) were being sent when an earlier run died: now `unknown` (see `herald status --failed`; `send --resend-unknown` sends them again)", settled.Unknown)
@@ -286,34 +307,33 @@ func (r *run) send(ctx context.Context) (err error) {
 		err = interrupted(ctx, sum, err)
 		sum.DurationMS = time.Since(r.start).Milliseconds()
 		if eerr := jr.End(context.WithoutCancel(ctx), sum.JSON()); eerr != nil && err == nil {
-			err = eerr
+			err = storeErr(ctx, eerr)
 		}
 	}()
 
-	// The list is loaded into the store: rows not yet there become `pending`.
-	info, err := r.src.Load(ctx, jr, TemplateHash(c))
-	sum.Total = info.Total
-	sum.Skipped = Skipped{Invalid: info.Invalid, Duplicate: info.Duplicate, Suppressed: info.Suppressed}
+	// The first pass counts (for the question, the progress bar and the summary) and
+	// renders the recipients about to be sent, so that a template that fails for a row
+	// stops the run before anything is sent. It writes nothing: a "no" leaves the store
+	// as it was.
+	r.src.Warn = nil
+	plan, err := r.src.Scan(ctx, r.rehearse(o.Limit))
+	sum.Total, sum.Skipped = plan.Total, plan.Skipped
 	if err != nil {
+		var ste *StoreError
+		if errors.As(err, &ste) {
+			return storeErr(ctx, err)
+		}
 		return err
 	}
-	if err := r.count(ctx); err != nil {
-		return err
-	}
-	toSend := r.due
-	if o.ResendUnknown {
-		toSend += r.unknown
-	}
+	toSend := plan.ToSend
 	if o.Limit >= 0 && o.Limit < toSend {
 		toSend = o.Limit
 	}
-	sum.Skipped.Suppressed = info.Suppressed + r.suppressed
-	sum.Pending = r.waiting
-	sum.Skipped.AlreadyDone = max(sum.rest()-sum.Pending, 0)
-	if toSend == 0 {
+	if toSend == 0 && plan.GaveUp == 0 {
+		sum.Pending = sum.rest()
 		return nil
 	}
-	p := Plan{Campaign: c.Name, Total: sum.Total, ToSend: toSend, Skipped: sum.Skipped,
+	p := Plan{Campaign: c.Name, Total: plan.Total, ToSend: toSend, Skipped: plan.Skipped,
 		Provider: c.ProviderKind, Rate: c.Rate.PerSecond, Workers: c.Workers}
 	if o.Workers > 0 {
 		p.Workers = o.Workers
@@ -323,12 +343,24 @@ func (r *run) send(ctx context.Context) (err error) {
 	}
 	// Asked before the provider is opened: a "no" connects to nothing.
 	if o.Confirm != nil && !o.Confirm(p.withETA()) {
+		sum.Pending = sum.rest()
 		return ErrDeclined
 	}
 	if o.ResendUnknown {
 		if _, err := r.store.ResendUnknown(ctx, c.Name); err != nil {
+			return storeErr(ctx, err)
+		}
+		r.src.ResendUnknown = false // they are pending now
+	}
+	// The list is loaded into the store: rows not yet there become `pending`; the
+	// workers then claim from the store, as the runs on other hosts do.
+	info, err := r.src.Load(ctx, jr, TemplateHash(c))
+	if err != nil {
+		var me *journal.MismatchError
+		if errors.As(err, &me) || isConfigErr(err) {
 			return err
 		}
+		return storeErr(ctx, err)
 	}
 	prov, err := r.open(ctx, &p)
 	if err != nil {
@@ -337,8 +369,8 @@ func (r *run) send(ctx context.Context) (err error) {
 	defer prov.Close()
 
 	// The campaign's rate is a ceiling for all its live runs together: each takes an
-	// equal share, rebalanced as runs join and end. A run that joins others waits one
-	// rebalancing round first, so that theirs have shrunk before it sends.
+	// equal share, rebalanced as runs join and end. A run that joins others waits two
+	// rebalancing rounds first, so that their shares have shrunk before it sends.
 	limiter := NewLimiter(p.Rate)
 	share := &rateShare{run: jr, rate: p.Rate, limiter: limiter}
 	if n := share.update(ctx); n > 1 {
@@ -360,8 +392,12 @@ func (r *run) send(ctx context.Context) (err error) {
 	}
 	sendStart := time.Now()
 	runErr := pl.Run(ctx, o.Limit, r.feed(ctx, jr, o.Limit))
-	if err := jr.Flush(context.WithoutCancel(ctx)); err != nil && runErr == nil {
-		runErr = fmt.Errorf("journal: %w", err)
+	// Flushing commits what is queued; the counters are final after it.
+	if err := jr.Flush(context.WithoutCancel(ctx)); err != nil {
+		var se *StopError
+		if !errors.As(runErr, &se) {
+			runErr = storeErr(ctx, err)
+		}
 	}
 	sum.Sent = int(pl.Counters.Sent.Load())
 	sum.Failed = int(pl.Counters.Failed.Load())
@@ -371,19 +407,15 @@ func (r *run) send(ctx context.Context) (err error) {
 		sum.RatePerS = math.Round(float64(sum.Sent)/el*10) / 10
 	}
 	if err := r.count(context.WithoutCancel(ctx)); err == nil {
-		// This run's deferred rows are among the store's waiting ones.
+		// This run's deferred rows are among the store's waiting ones; what the other
+		// counts leave was done before this run, or by other runs.
 		sum.Skipped.Suppressed = info.Suppressed + r.suppressed
 		sum.Pending = max(r.waiting-sum.Deferred, 0)
-		// What the other counts leave was done before this run, or by other runs.
 		sum.Skipped.AlreadyDone = 0
 		sum.Skipped.AlreadyDone = max(sum.rest()-sum.Pending, 0)
 	} else {
+		sum.Skipped.AlreadyDone += int(pl.Counters.AlreadyDone.Load())
 		sum.Pending = sum.rest()
-	}
-	var se *StopError
-	if errors.As(runErr, &se) {
-		sum.Stopped = se.Reason
-		sum.Error = se.Error()
 	}
 	return runErr
 }
@@ -412,7 +444,7 @@ func (r *run) feed(ctx context.Context, jr journal.Run, limit int) func(fn func(
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
-				return &StopError{Reason: "fatal", Err: fmt.Errorf("journal: %w", err)}
+				return storeErr(ctx, err)
 			}
 			if len(items) == 0 {
 				return nil
@@ -503,6 +535,37 @@ func (s *rateShare) start(ctx context.Context) (stop func()) {
 	return func() { cancel(); <-done }
 }
 
+// rehearse is the first pass's callback: it renders the first limit recipients to send
+// (limit < 0: all) and returns a *ConfigError for the first that cannot be rendered,
+// which ends the pass; nothing has been sent then.
+func (r *run) rehearse(limit int) func(*Recipient) error {
+	n := 0
+	return func(rc *Recipient) error {
+		if rc.GiveUp || (limit >= 0 && n >= limit) {
+			return nil
+		}
+		n++
+		if _, err := r.renderer.Message(rc); err != nil {
+			return &ConfigError{Err: fmt.Errorf("%w; nothing was sent", err)}
+		}
+		return nil
+	}
+}
+
+// storeErr makes err, a failure of the store, the *StopError that stops a run; a
+// failure because ctx was cancelled is left for interrupted to report.
+func storeErr(ctx context.Context, err error) error {
+	var se *StopError
+	if errors.As(err, &se) || ctx.Err() != nil {
+		return err
+	}
+	var ste *StoreError
+	if errors.As(err, &ste) {
+		err = ste.Err
+	}
+	return &StopError{Reason: StopStore, Err: err}
+}
+
 // open opens the provider and fits the plan to what it allows: the lower of the
 // campaign's and the provider's workers and rate.
 func (r *run) open(ctx context.Context, p *Plan) (providers.Provider, error) {
@@ -510,7 +573,7 @@ func (r *run) open(ctx context.Context, p *Plan) (providers.Provider, error) {
 	if err != nil {
 		var pe *providers.Error
 		if errors.As(err, &pe) {
-			return nil, &StopError{Reason: "fatal", Err: err}
+			return nil, &StopError{Reason: StopFatal, Err: err}
 		}
 		return nil, &ConfigError{Err: err}
 	}
@@ -552,7 +615,7 @@ func interrupted(ctx context.Context, sum *Summary, err error) error {
 	if err == nil || ctx.Err() == nil || errors.As(err, &se) {
 		return err
 	}
-	se = &StopError{Reason: "interrupted", Err: err}
+	se = &StopError{Reason: StopInterrupted, Err: err, DryRun: sum.DryRun}
 	sum.Stopped, sum.Error = se.Reason, se.Error()
 	sum.Pending = sum.rest()
 	return se

@@ -2,6 +2,7 @@ package campaign
 
 import (
 	"context"
+	"errors"
 
 	"github.com/heraldmail/herald/campaign/journal"
 )
@@ -89,24 +90,32 @@ func ReadStatus(ctx context.Context, c *Campaign, storePath string, rows bool, e
 	st.Unknown = counts[journal.Unknown]
 	st.Pending = counts[journal.Pending]
 	src := &Source{Campaign: c, Journal: store, Now: env.Now}
-	if res, err := src.Scan(ctx, func(*Recipient) error { return nil }); err == nil {
+	res, err := src.Scan(ctx, func(*Recipient) error { return nil })
+	var ste *StoreError
+	switch {
+	case errors.As(err, &ste):
+		// The store, not the list, failed: that is the answer.
+		return st, ste.Err
+	case err == nil:
 		st.Total = res.Total
 		st.Pending = res.ToSend - res.Retries
 		sk := res.Skipped
 		st.Skipped = &sk
-	} else if info, ok, ierr := store.Campaign(ctx, c.Name); ierr == nil && ok {
-		// No list here (another host loaded it): the store's record of it.
-		supp, serr := store.PendingSuppressed(ctx, c.Name)
-		if serr != nil {
-			return st, serr
+	default:
+		if info, ok, ierr := store.Campaign(ctx, c.Name); ierr == nil && ok {
+			// No list here (another host loaded it): the store's record of it.
+			supp, serr := store.PendingSuppressed(ctx, c.Name)
+			if serr != nil {
+				return st, serr
+			}
+			st.Total = info.Total
+			st.Pending = counts[journal.Pending] - supp
+			done := st.Total - info.Invalid - info.Duplicate - info.Suppressed - supp - st.Pending - st.Claimed - st.Sending - st.Deferred
+			st.Skipped = &Skipped{Invalid: info.Invalid, Duplicate: info.Duplicate, Suppressed: info.Suppressed + supp,
+				AlreadyDone: max(done-st.Sent-st.Failed-st.Unknown, 0)}
+		} else {
+			st.ListError = err.Error()
 		}
-		st.Total = info.Total
-		st.Pending = counts[journal.Pending] - supp
-		done := st.Total - info.Invalid - info.Duplicate - info.Suppressed - supp - st.Pending - st.Claimed - st.Sending - st.Deferred
-		st.Skipped = &Skipped{Invalid: info.Invalid, Duplicate: info.Duplicate, Suppressed: info.Suppressed + supp,
-			AlreadyDone: max(done-st.Sent-st.Failed-st.Unknown, 0)}
-	} else {
-		st.ListError = err.Error()
 	}
 	live, err := store.LiveRuns(ctx, c.Name)
 	if err != nil {
@@ -116,7 +125,11 @@ func ReadStatus(ctx context.Context, c *Campaign, storePath string, rows bool, e
 		st.LiveRuns = append(st.LiveRuns, LiveRun{Host: lr.Host, PID: lr.PID, Sent: lr.Sent,
 			Started: lr.Started.Format("2006-01-02 15:04:05")})
 	}
-	if run, ok, err := store.LastRun(ctx, c.Name); err == nil && ok {
+	run, ok, err := store.LastRun(ctx, c.Name)
+	if err != nil {
+		return st, err
+	}
+	if ok {
 		st.LastRun = &RunSummary{Started: run.Started.Format("2006-01-02 15:04:05"), PID: run.PID}
 		if !run.Ended.IsZero() {
 			st.LastRun.Ended = run.Ended.Format("2006-01-02 15:04:05")

@@ -154,6 +154,11 @@ type Run interface {
 	Handoff(ctx context.Context, key string) (wait func() error)
 	// Record queues an outcome (group-committed; Err reports a failed write).
 	Record(o Outcome)
+	// RecordThen is Record that also says when the outcome is durable: done (when not
+	// nil) is called once, from the writer's goroutine, with nil after the outcome's
+	// batch committed, or with the error that kept it from the store. done must not
+	// block.
+	RecordThen(o Outcome, done func(error))
 	// Flush waits until everything queued so far is committed.
 	Flush(ctx context.Context) error
 	// Err reports the first write error (nil if none): the run must stop.
@@ -237,6 +242,11 @@ type Outcome struct {
 	Suppress bool
 	// Email is the address to suppress (Key when empty).
 	Email string
+	// Reopen, with State Pending, returns a recipient that this run recorded Failed to
+	// pending and lifts the suppression that failure added (source "bounce:<campaign>"):
+	// the run found afterwards that the failure was the campaign's fault, not the
+	// recipient's. A recipient in any other state is left alone.
+	Reopen bool
 }
 
 // Suppression is one address on the store-wide suppression list.

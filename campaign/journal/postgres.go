@@ -784,9 +784,10 @@ type pgRun struct {
 	endErr  error
 }
 
-func (r *pgRun) ID() int64             { return r.id }
-func (r *pgRun) Lost() <-chan struct{} { return r.lost }
-func (r *pgRun) Record(o Outcome)      { r.w.record(o) }
+func (r *pgRun) ID() int64                              { return r.id }
+func (r *pgRun) Lost() <-chan struct{}                  { return r.lost }
+func (r *pgRun) Record(o Outcome)                       { r.w.record(o, nil) }
+func (r *pgRun) RecordThen(o Outcome, done func(error)) { r.w.record(o, done) }
 func (r *pgRun) Flush(ctx context.Context) error {
 	return r.w.flush(ctx)
 }
@@ -1005,13 +1006,18 @@ func (r *pgRun) apply(ctx context.Context, ops []op, results []error) error {
 			continue
 		}
 		oc := o.outcome
-		t, ok := outcomeTransition(oc.State)
+		t, ok := outcomeTransition(oc)
 		if !ok {
 			results[i] = fmt.Errorf("journal: campaign %q: outcome of %s has invalid state %q", r.campaign, oc.Key, oc.State)
 			continue
 		}
 		kinds[i] = t
-		if t.Name == tRelease.Name {
+		if t.Name == tReopen.Name {
+			b.Queue(`UPDATE herald_recipients SET state = `+t.to()+`, run_id = NULL, code = 0, enhanced = '', reason = '',
+				updated_at = $1 WHERE campaign = $2 AND key = $3 AND run_id = $4 AND state IN `+t.fromSQL(), ms, r.campaign, oc.Key, r.id)
+			b.Queue(`DELETE FROM herald_suppressions WHERE key = $1 AND source = $2`, oc.Key, "bounce:"+r.campaign)
+			continue
+		} else if t.Name == tRelease.Name {
 			b.Queue(`UPDATE herald_recipients SET state = `+t.to()+`, run_id = NULL,
 				attempts = CASE WHEN state = 'sending' THEN greatest(attempts - 1, 0) ELSE attempts END,
 				first_attempt = CASE WHEN state = 'sending' AND attempts <= 1 THEN NULL ELSE first_attempt END,
@@ -1043,6 +1049,13 @@ func (r *pgRun) apply(ctx context.Context, ops []op, results []error) error {
 			return err
 		}
 		n := tag.RowsAffected()
+		if kinds[i].Name == tReopen.Name {
+			if _, err := br.Exec(); err != nil {
+				br.Close()
+				return err
+			}
+			continue
+		}
 		switch {
 		case kinds[i].Name == tHandoff.Name && n != 1:
 			refused = append(refused, i)

@@ -715,11 +715,12 @@ type sqliteRun struct {
 	endErr   error
 }
 
-func (r *sqliteRun) ID() int64                         { return r.id }
-func (r *sqliteRun) Err() error                        { return r.w.Err() }
-func (r *sqliteRun) Lost() <-chan struct{}             { return r.lost }
-func (r *sqliteRun) Live(context.Context) (int, error) { return 1, nil }
-func (r *sqliteRun) Record(o Outcome)                  { r.w.record(o) }
+func (r *sqliteRun) ID() int64                              { return r.id }
+func (r *sqliteRun) Err() error                             { return r.w.Err() }
+func (r *sqliteRun) Lost() <-chan struct{}                  { return r.lost }
+func (r *sqliteRun) Live(context.Context) (int, error)      { return 1, nil }
+func (r *sqliteRun) Record(o Outcome)                       { r.w.record(o, nil) }
+func (r *sqliteRun) RecordThen(o Outcome, done func(error)) { r.w.record(o, done) }
 func (r *sqliteRun) Flush(ctx context.Context) error {
 	return r.w.flush(ctx)
 }
@@ -861,12 +862,22 @@ func (r *sqliteRun) apply(ctx context.Context, ops []op, results []error) error 
 			continue
 		}
 		oc := o.outcome
-		t, ok := outcomeTransition(oc.State)
+		t, ok := outcomeTransition(oc)
 		if !ok {
 			results[i] = fmt.Errorf("journal: campaign %q: outcome of %s has invalid state %q", r.campaign, oc.Key, oc.State)
 			continue
 		}
 		var res sql.Result
+		if t.Name == tReopen.Name {
+			if _, err := tx.ExecContext(ctx, `UPDATE recipients SET state = `+t.to()+`, run_id = NULL, code = 0, enhanced = '', reason = '',
+				updated_at = ? WHERE campaign = ? AND key = ? AND run_id = ? AND state IN `+t.fromSQL(), ms, r.campaign, oc.Key, r.id); err != nil {
+				return fmt.Errorf("reopen %s: %w", oc.Key, err)
+			}
+			if _, err := tx.ExecContext(ctx, `DELETE FROM suppressions WHERE key = ? AND source = ?`, oc.Key, "bounce:"+r.campaign); err != nil {
+				return fmt.Errorf("reopen %s: unsuppress: %w", oc.Key, err)
+			}
+			continue
+		}
 		if t.Name == tRelease.Name {
 			res, err = tx.ExecContext(ctx, `UPDATE recipients SET state = `+t.to()+`, run_id = NULL,
 				attempts = CASE WHEN state = 'sending' THEN max(attempts - 1, 0) ELSE attempts END,

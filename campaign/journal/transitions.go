@@ -35,17 +35,22 @@ var (
 	// Settling a dead run: its claims go back, its hand-offs become unknown.
 	tSettleClaimed = Transition{Name: "settle claimed", From: []State{Claimed}, To: Pending}
 	tSettleSending = Transition{Name: "settle sending", From: []State{Sending}, To: Unknown}
+	// Reopen: a failure this run recorded turns out to be the campaign's fault.
+	tReopen = Transition{Name: "reopen", From: []State{Failed}, To: Pending, Owned: true}
 	// send --resend-unknown.
 	tResend = Transition{Name: "resend unknown", From: []State{Unknown}, To: Pending}
 )
 
 // Transitions lists the table, for documentation and tests.
 var Transitions = []Transition{tLoad, tClaim, tHandoff, tSent, tDeferred, tUnknown, tFailed,
-	tRelease, tSettleClaimed, tSettleSending, tResend}
+	tRelease, tReopen, tSettleClaimed, tSettleSending, tResend}
 
 // outcomeTransition returns the transition an outcome makes (ok false: not an outcome).
-func outcomeTransition(s State) (Transition, bool) {
-	switch s {
+func outcomeTransition(o Outcome) (Transition, bool) {
+	if o.Reopen {
+		return tReopen, o.State == Pending
+	}
+	switch o.State {
 	case Sent:
 		return tSent, true
 	case Deferred:

@@ -22,6 +22,8 @@ type op struct {
 	flush   bool
 	outcome Outcome
 	isOut   bool
+	// recorded, when set, is called with the outcome's result after its batch.
+	recorded func(error)
 }
 
 // applyFunc writes ops in one transaction; results[i] receives the refusal of a
@@ -75,15 +77,19 @@ func (w *writer) handoff(ctx context.Context, key string) func() error {
 	return func() error { return <-done }
 }
 
-func (w *writer) record(o Outcome) {
+func (w *writer) record(o Outcome, done func(error)) {
 	o.Key = normalize(o.Key)
 	w.mu.RLock()
 	if w.closed {
 		w.mu.RUnlock()
-		w.setErr(fmt.Errorf("journal: campaign %q: outcome %s of %s recorded after the run ended", w.campaign, o.State, o.Key))
+		err := fmt.Errorf("journal: campaign %q: outcome %s of %s recorded after the run ended", w.campaign, o.State, o.Key)
+		w.setErr(err)
+		if done != nil {
+			done(err)
+		}
 		return
 	}
-	w.ops <- op{key: o.Key, outcome: o, isOut: true}
+	w.ops <- op{key: o.Key, outcome: o, isOut: true, recorded: done}
 	w.mu.RUnlock()
 }
 
@@ -164,33 +170,39 @@ func (w *writer) loop() {
 	}
 }
 
-// write commits one batch and answers its hand-offs and flushes after the commit.
+// write commits one batch and answers its hand-offs, outcomes and flushes after the
+// commit.
 func (w *writer) write(batch []op) {
-	results := make([]error, len(batch))
-	real := batch[:0:0]
-	idx := make([]int, 0, len(batch))
-	for i, o := range batch {
+	var real []op
+	for _, o := range batch {
 		if !o.flush {
 			real = append(real, o)
-			idx = append(idx, i)
 		}
 	}
+	res := make([]error, len(real))
 	var err error
 	if len(real) > 0 {
-		sticky := w.Err()
-		res := make([]error, len(real))
-		if sticky != nil {
+		if sticky := w.Err(); sticky != nil {
 			// A broken journal hands out no more recipients; outcomes are still tried.
 			var outs []op
+			var at []int
 			for i, o := range real {
 				if o.isOut {
 					outs = append(outs, o)
+					at = append(at, i)
 				} else {
 					res[i] = sticky
 				}
 			}
 			if len(outs) > 0 {
-				_ = w.apply(context.Background(), outs, make([]error, len(outs)))
+				ores := make([]error, len(outs))
+				oerr := w.apply(context.Background(), outs, ores)
+				for j, i := range at {
+					res[i] = ores[j]
+					if oerr != nil {
+						res[i] = oerr
+					}
+				}
 			}
 		} else if err = w.apply(context.Background(), real, res); err != nil {
 			err = fmt.Errorf("journal: campaign %q: write %d operations: %w", w.campaign, len(real), err)
@@ -203,21 +215,22 @@ func (w *writer) write(batch []op) {
 				}
 			}
 		}
-		for j, i := range idx {
-			results[i] = res[j]
+	}
+	for j, o := range real {
+		answer := res[j]
+		if err != nil {
+			answer = err
+		}
+		if o.recorded != nil {
+			o.recorded(answer)
+		}
+		if o.done != nil {
+			o.done <- answer
 		}
 	}
-	for i, o := range batch {
-		if o.done == nil {
-			continue
-		}
-		switch {
-		case o.flush:
+	for _, o := range batch {
+		if o.flush {
 			o.done <- w.Err()
-		case err != nil:
-			o.done <- err
-		default:
-			o.done <- results[i]
 		}
 	}
 }
