@@ -276,6 +276,62 @@ func Run(t *testing.T, e Engine) {
 		}
 	})
 
+	t.Run("RecordThenSaysWhenDurable", func(t *testing.T) {
+		s := Open(t, e.New(t), nil)
+		r := Begin(t, s, "nov")
+		Load(t, r, "h", Items("a", 0, 1))
+		claim(t, r, 1)
+		handoff(t, r, "a0@x.test")
+		got := make(chan error, 1)
+		r.RecordThen(journal.Outcome{Key: "a0@x.test", State: journal.Sent, ProviderID: "id-1"}, func(err error) { got <- err })
+		if err := <-got; err != nil {
+			t.Fatalf("RecordThen: %v", err)
+		}
+		if m, _ := s.Lookup(ctx, "nov", []string{"a0@x.test"}); m["a0@x.test"].State != journal.Sent {
+			t.Fatalf("state after the callback = %v, want sent", m)
+		}
+		if err := r.End(ctx, nil); err != nil {
+			t.Fatal(err)
+		}
+		r.RecordThen(journal.Outcome{Key: "a0@x.test", State: journal.Sent}, func(err error) { got <- err })
+		if err := <-got; err == nil {
+			t.Fatal("RecordThen after End: callback got nil, want an error")
+		}
+	})
+
+	t.Run("ReopenReturnsFailedToPendingAndLiftsItsSuppression", func(t *testing.T) {
+		s := Open(t, e.New(t), nil)
+		if _, err := s.Suppress(ctx, []journal.Suppression{{Email: "a2@x.test", Source: "unsubscribe"}}); err != nil {
+			t.Fatal(err)
+		}
+		r := Begin(t, s, "nov")
+		Load(t, r, "h", Items("a", 0, 3))
+		s.Unsuppress(ctx, []string{"a2@x.test"})
+		claim(t, r, 3)
+		s.Suppress(ctx, []journal.Suppression{{Email: "a2@x.test", Source: "unsubscribe"}})
+		for _, k := range []string{"a0@x.test", "a1@x.test", "a2@x.test"} {
+			handoff(t, r, k)
+		}
+		r.Record(journal.Outcome{Key: "a0@x.test", State: journal.Failed, Code: 550, Reason: "sender rejected", Suppress: true})
+		r.Record(journal.Outcome{Key: "a1@x.test", State: journal.Sent})
+		r.Record(journal.Outcome{Key: "a2@x.test", State: journal.Failed, Code: 550, Reason: "sender rejected", Suppress: true})
+		for _, k := range []string{"a0@x.test", "a1@x.test", "a2@x.test"} {
+			r.Record(journal.Outcome{Key: k, State: journal.Pending, Reopen: true})
+		}
+		flush(t, r)
+		wantCounts(t, s, "nov", map[journal.State]int{journal.Pending: 2, journal.Sent: 1})
+		got, err := s.Suppressed(ctx, []string{"a0@x.test", "a2@x.test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := got["a0@x.test"]; ok {
+			t.Error("a0 is still suppressed by the failure that was reopened")
+		}
+		if sp, ok := got["a2@x.test"]; !ok || sp.Source != "unsubscribe" {
+			t.Errorf("a2: %+v %v: an earlier suppression of another source must stay", sp, ok)
+		}
+	})
+
 	t.Run("OutcomeWithoutHandoffIsAnError", func(t *testing.T) {
 		s := Open(t, e.New(t), nil)
 		r := Begin(t, s, "nov")
