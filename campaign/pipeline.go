@@ -143,6 +143,8 @@ type Pipeline struct {
 	Counters *Counters
 
 	connFails atomic.Int64
+	// stopped is the running Run's stop context (see Stopped).
+	stopped atomic.Pointer[context.Context]
 	failing   streak
 	stop      context.CancelCauseFunc // stops the current Run
 
@@ -172,6 +174,7 @@ func (p *Pipeline) Run(ctx context.Context, limit int, feed func(fn func(*Recipi
 		grace = 30 * time.Second
 	}
 	stopCtx, stop := context.WithCancelCause(ctx)
+	p.stopped.Store(&stopCtx)
 	defer stop(nil)
 	p.stop = stop
 	// Sends in flight outlive a stop by up to grace, so that their outcome is known.
@@ -243,6 +246,15 @@ func (p *Pipeline) Run(ctx context.Context, limit int, feed func(fn func(*Recipi
 		return &re
 	}
 	return nil
+}
+
+// Stopped returns a context that ends when the running Run stops (interrupted, or a
+// fatal error): a feed that waits for work ends its wait then.
+func (p *Pipeline) Stopped() context.Context {
+	if c := p.stopped.Load(); c != nil {
+		return *c
+	}
+	return context.Background()
 }
 
 func (p *Pipeline) warnf(format string, args ...any) {

@@ -357,7 +357,10 @@ func (r *run) send(ctx context.Context) (err error) {
 	info, err := r.src.Load(ctx, jr, TemplateHash(c))
 	if err != nil {
 		var me *journal.MismatchError
-		if errors.As(err, &me) || isConfigErr(err) {
+		if errors.As(err, &me) {
+			return &ConfigError{Err: err}
+		}
+		if isConfigErr(err) {
 			return err
 		}
 		return storeErr(ctx, err)
@@ -391,7 +394,7 @@ func (r *run) send(ctx context.Context) (err error) {
 		defer stopProgress()
 	}
 	sendStart := time.Now()
-	runErr := pl.Run(ctx, o.Limit, r.feed(ctx, jr, o.Limit))
+	runErr := pl.Run(ctx, o.Limit, r.feed(ctx, jr, o.Limit, pl.Stopped))
 	// Flushing commits what is queued; the counters are final after it.
 	if err := jr.Flush(context.WithoutCancel(ctx)); err != nil {
 		var se *StopError
@@ -426,9 +429,13 @@ func (r *run) send(ctx context.Context) (err error) {
 // seconds).
 const claimBatch = 64
 
+// othersEvery is how often a run that ran out of work looks again while other runs
+// hold claims.
+const othersEvery = 300 * time.Millisecond
+
 // feed claims batches of due recipients from the store and hands them to the pipeline,
 // until none is left, the limit is reached or the run stops.
-func (r *run) feed(ctx context.Context, jr journal.Run, limit int) func(fn func(*Recipient) error) error {
+func (r *run) feed(ctx context.Context, jr journal.Run, limit int, stopped func() context.Context) func(fn func(*Recipient) error) error {
 	return func(fn func(*Recipient) error) error {
 		claimed := 0
 		for {
@@ -447,7 +454,22 @@ func (r *run) feed(ctx context.Context, jr journal.Run, limit int) func(fn func(
 				return storeErr(ctx, err)
 			}
 			if len(items) == 0 {
-				return nil
+				// Nothing to claim. Other runs' claims may still come back (a run
+				// that dies leaves them): wait for them while any is out.
+				others, err := jr.Others(ctx)
+				if err != nil {
+					return storeErr(ctx, err)
+				}
+				if others == 0 {
+					return nil
+				}
+				if _, err := r.store.Settle(ctx, r.c.Name); err != nil {
+					return storeErr(ctx, err)
+				}
+				if !sleep(stopped(), othersEvery) {
+					return context.Cause(stopped())
+				}
+				continue
 			}
 			now := r.env.Now
 			if now == nil {

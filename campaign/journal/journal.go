@@ -166,6 +166,9 @@ type Run interface {
 	// Lost is closed when the run lost its hold on the store (its connection died);
 	// the run must stop: it may have been settled as dead by others.
 	Lost() <-chan struct{}
+	// Others counts the campaign's recipients claimed or being sent by other runs (a
+	// run that runs out of work waits for them: a dead run's claims come back).
+	Others(ctx context.Context) (int, error)
 	// Live counts the campaign's live runs, this one included.
 	Live(ctx context.Context) (int, error)
 	// End commits what is queued, releases this run's unsent claims to `pending`,

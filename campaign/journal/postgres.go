@@ -873,6 +873,16 @@ func (r *pgRun) Live(ctx context.Context) (int, error) {
 	return int(n), nil
 }
 
+func (r *pgRun) Others(ctx context.Context) (int, error) {
+	var n int64
+	err := r.s.pool.QueryRow(ctx, `SELECT count(*) FROM herald_recipients WHERE campaign = $1 AND state IN ('claimed', 'sending')
+		AND (run_id IS NULL OR run_id <> $2)`, r.campaign, r.id).Scan(&n)
+	if err != nil {
+		return 0, r.errorf("count others' claims", err)
+	}
+	return int(n), nil
+}
+
 func (r *pgRun) errorf(op string, err error) error {
 	return r.s.errorf(fmt.Sprintf("campaign %q: %s", r.campaign, op), err)
 }

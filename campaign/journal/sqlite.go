@@ -728,6 +728,16 @@ func (r *sqliteRun) Handoff(ctx context.Context, key string) func() error {
 	return r.w.handoff(ctx, key)
 }
 
+func (r *sqliteRun) Others(ctx context.Context) (int, error) {
+	var n int
+	err := r.s.rdb.QueryRowContext(ctx, `SELECT count(*) FROM recipients WHERE campaign = ? AND state IN ('claimed', 'sending')
+		AND (run_id IS NULL OR run_id <> ?)`, r.campaign, r.id).Scan(&n)
+	if err != nil {
+		return 0, r.errorf("count others' claims", err)
+	}
+	return n, nil
+}
+
 func (r *sqliteRun) errorf(op string, err error) error {
 	return r.s.errorf(fmt.Sprintf("campaign %q: %s", r.campaign, op), err)
 }

@@ -19,7 +19,7 @@ import (
 type storeFlags struct{ store, campaign string }
 
 func (f *storeFlags) bind(c *cobra.Command) {
-	c.PersistentFlags().StringVar(&f.store, "store", "", "store file (default: HERALD_STORE, the campaign's store with --campaign, or herald.db here)")
+	c.PersistentFlags().StringVar(&f.store, "store", "", "store file or postgres:// URL (default: HERALD_STORE, the campaign's store with --campaign, or herald.db here)")
 	c.PersistentFlags().StringVar(&f.campaign, "campaign", "", "use the store of this campaign file")
 }
 

@@ -44,11 +44,17 @@ var (
 // Main runs the tests of a package and stops the shared cluster afterwards.
 func Main(m *testing.M) {
 	code := m.Run()
+	StopShared()
+	os.Exit(code)
+}
+
+// StopShared stops the shared cluster, if one was started (for a TestMain of its own).
+func StopShared() {
 	if shared != nil {
 		shared.Stop("fast")
 		os.RemoveAll(shared.Dir)
+		shared = nil
 	}
-	os.Exit(code)
 }
 
 // Available reports whether a cluster can be started here.
