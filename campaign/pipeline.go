@@ -145,8 +145,8 @@ type Pipeline struct {
 	connFails atomic.Int64
 	// stopped is the running Run's stop context (see Stopped).
 	stopped atomic.Pointer[context.Context]
-	failing   streak
-	stop      context.CancelCauseFunc // stops the current Run
+	failing streak
+	stop    context.CancelCauseFunc // stops the current Run
 
 	renderMu   sync.Mutex
 	renderErrs RenderErrors
