@@ -14,6 +14,7 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 
+	"github.com/heraldmail/herald/campaign/journal"
 	"github.com/heraldmail/herald/campaign/journal/pgtest"
 	"github.com/heraldmail/herald/providers/smtp/smtptest"
 )
@@ -276,4 +277,61 @@ func mustReadFile(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestStoreCopySQLiteToPostgres: `herald store copy` moves a journal into PostgreSQL:
+// who was mailed, who is suppressed and the unsubscribe secret; sends on the new store
+// go on where the old one stopped.
+func TestStoreCopySQLiteToPostgres(t *testing.T) {
+	srv := smtptest.Start(t, smtptest.Options{})
+	c := newCrashCampaign(t, 6, srv, crashOptions{Name: "copy"})
+	if r := c.send("--limit", "2"); r.code != 0 {
+		t.Fatalf("first send: exit %d\n%s", r.code, r.stderr)
+	}
+	if r := c.run(30*time.Second, "suppress", "add", "--store", c.store, "c0006@example.org"); r.code != 0 {
+		t.Fatalf("suppress: exit %d\n%s", r.code, r.stderr)
+	}
+	full := pgtest.URL(t)
+	store, pw := pgStore(t, full)
+	c.env = append(c.env, "PGPASSWORD="+pw)
+	cp := c.run(60*time.Second, "store", "copy", c.store, store)
+	if cp.code != 0 {
+		t.Fatalf("store copy: exit %d\n%s", cp.code, cp.stderr)
+	}
+	ctx := t.Context()
+	from, err := journal.Open(ctx, c.store, journal.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer from.Close()
+	to, err := journal.Open(ctx, full, journal.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer to.Close()
+	s1, _ := from.Secret(ctx)
+	s2, _ := to.Secret(ctx)
+	if string(s1) != string(s2) {
+		t.Error("the unsubscribe secret was not copied")
+	}
+	r := c.send("--store", store)
+	if r.code != 0 {
+		t.Fatalf("send on the copy: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+	if s := r.summary(t); s.Sent != 3 || s.Skipped.AlreadyDone != 2 || s.Skipped.Suppressed != 1 {
+		t.Errorf("send on the copy: %s, want 3 sent, 2 already done, 1 suppressed", r.stdout)
+	}
+	for addr, k := range received(srv) {
+		if k != 1 {
+			t.Errorf("%s received %d messages", addr, k)
+		}
+	}
+	if len(received(srv)) != 5 {
+		t.Errorf("%d addresses mailed, want 5", len(received(srv)))
+	}
+	bad := c.run(30*time.Second, "store", "copy", c.store+".missing", store)
+	if bad.code != 2 {
+		t.Errorf("copy from a missing file: exit %d, want 2", bad.code)
+	}
+	noPassword(t, pw, cp, r, bad)
 }
