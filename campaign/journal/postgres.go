@@ -862,6 +862,17 @@ func (r *pgRun) abandon() {
 	r.connMu.Lock()
 	r.conn.Close(context.Background())
 	r.connMu.Unlock()
+	// The server drops the lock once it has seen the connection go.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for ctx.Err() == nil {
+		var held bool
+		err := r.s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM herald_runs r WHERE r.id = $1 AND `+pgAlive+`)`, r.id).Scan(&held)
+		if err != nil || !held {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func (r *pgRun) Live(ctx context.Context) (int, error) {
@@ -993,18 +1004,14 @@ func (r *pgRun) Claim(ctx context.Context, n int) ([]Item, error) {
 	return out, nil
 }
 
-// apply writes a batch of hand-offs and outcomes in one transaction, sent as one
-// pipelined batch.
+// apply writes a batch of hand-offs and outcomes in one transaction: one pipelined
+// batch, which PostgreSQL runs as one implicit transaction (all of it commits, or none),
+// so that a group commit costs one round trip and one WAL flush.
 func (r *pgRun) apply(ctx context.Context, ops []op, results []error) error {
 	ctx, cancel := context.WithTimeout(ctx, pgStatementTimeout)
 	defer cancel()
 	now := r.s.now()
 	ms := now.UnixMilli()
-	tx, err := r.s.pool.Begin(ctx)
-	if err != nil {
-		return r.s.clean(err)
-	}
-	defer tx.Rollback(context.Background())
 	b := &pgx.Batch{}
 	kinds := make([]Transition, len(ops))
 	for i, o := range ops {
@@ -1047,7 +1054,7 @@ func (r *pgRun) apply(ctx context.Context, ops []op, results []error) error {
 			}
 		}
 	}
-	br := tx.SendBatch(ctx, b)
+	br := r.s.pool.SendBatch(ctx, b)
 	var refused []int
 	for i, o := range ops {
 		if kinds[i].Name == "" {
@@ -1082,15 +1089,17 @@ func (r *pgRun) apply(ctx context.Context, ops []op, results []error) error {
 	if err := br.Close(); err != nil {
 		return err
 	}
+	// Committed. A refused hand-off says what the recipient is now (for the message
+	// only: it is not this run's either way).
 	for _, i := range refused {
 		var st string
-		err := tx.QueryRow(ctx, `SELECT state FROM herald_recipients WHERE campaign = $1 AND key = $2`, r.campaign, ops[i].key).Scan(&st)
+		err := r.s.pool.QueryRow(ctx, `SELECT state FROM herald_recipients WHERE campaign = $1 AND key = $2`, r.campaign, ops[i].key).Scan(&st)
 		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return err
+			st = "no longer claimed"
 		}
 		results[i] = &StateError{Campaign: r.campaign, Key: ops[i].key, State: State(st)}
 	}
-	return tx.Commit(ctx)
+	return nil
 }
 
 func (r *pgRun) End(ctx context.Context, summary []byte) error {

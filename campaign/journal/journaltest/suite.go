@@ -619,7 +619,13 @@ func Run(t *testing.T, e Engine) {
 		handoff(t, b, got[0].Key)
 		flush(t, b)
 		journal.Abandon(b)
-		live, _ := s.LiveRuns(ctx, "nov")
+		// The server notices the closed connection a moment later.
+		var live []journal.RunInfo
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if live, _ = s.LiveRuns(ctx, "nov"); len(live) == 1 {
+				break
+			}
+		}
 		if len(live) != 1 || live[0].ID != a.ID() {
 			t.Fatalf("live runs after a death: %+v", live)
 		}

@@ -84,7 +84,7 @@ func URL(t testing.TB) string {
 			sharedErr = err
 			return
 		}
-		shared, sharedErr = start(dir)
+		shared, sharedErr = start(dir, false)
 	})
 	if sharedErr != nil {
 		t.Fatalf("start PostgreSQL: %v", sharedErr)
@@ -92,15 +92,21 @@ func URL(t testing.TB) string {
 	return shared.NewDatabase(t)
 }
 
-// New starts a cluster of the test's own, stopped at the end of the test.
-func New(t testing.TB) *Cluster {
+// New starts a cluster of the test's own, stopped at the end of the test. Its fsync is
+// off, as the shared cluster's (tests kill herald, not the machine).
+func New(t testing.TB) *Cluster { return newCluster(t, false) }
+
+// NewDurable is New with fsync on, as in production (benchmarks).
+func NewDurable(t testing.TB) *Cluster { return newCluster(t, true) }
+
+func newCluster(t testing.TB, fsync bool) *Cluster {
 	t.Helper()
 	require(t)
 	dir, err := os.MkdirTemp("", "herald-pg-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := start(dir)
+	c, err := start(dir, fsync)
 	if err != nil {
 		os.RemoveAll(dir)
 		t.Fatalf("start PostgreSQL: %v", err)
@@ -189,7 +195,7 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func start(dir string) (*Cluster, error) {
+func start(dir string, fsync bool) (*Cluster, error) {
 	bin, err := binDir()
 	if err != nil {
 		return nil, err
@@ -236,7 +242,10 @@ func start(dir string) (*Cluster, error) {
 		"-U", "postgres", "--no-sync", "-E", "UTF8", "--locale=C"); err != nil {
 		return nil, err
 	}
-	conf := fmt.Sprintf("\nlisten_addresses = '127.0.0.1'\nport = %d\nunix_socket_directories = '%s'\nfsync = off\nmax_connections = 200\n", c.Port, dir)
+	conf := fmt.Sprintf("\nlisten_addresses = '127.0.0.1'\nport = %d\nunix_socket_directories = '%s'\nmax_connections = 200\n", c.Port, dir)
+	if !fsync {
+		conf += "fsync = off\n"
+	}
 	f, err := os.OpenFile(filepath.Join(data, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		return nil, err
