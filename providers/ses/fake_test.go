@@ -47,8 +47,8 @@ type fakeSES struct {
 	srv  *httptest.Server
 	stop chan struct{}
 
-	mu       sync.Mutex
-	discard  bool // keep no request (benchmarks)
+	mu      sync.Mutex
+	discard bool // keep no request (benchmarks)
 	// verified, when set, are the identities (addresses or domains) the account has
 	// verified: a From or feedback address outside them is refused with MessageRejected,
 	// as SES does, naming the identities that failed; sandbox adds the recipients.
