@@ -10,6 +10,13 @@
 // At Open the provider reads the account (ses:GetAccount) to refuse a paused or shut
 // down account before anything is sent, to cap the sending rate at the account's
 // maximum (Capabilities().MaxRate) and to report the remaining 24-hour quota (Quota).
+// An account still in the SES sandbox (ProductionAccessEnabled false) is reported
+// through the spec's warning hook; the registration's Check does not connect, so
+// `herald validate` cannot tell.
+//
+// SES takes ASCII addresses only: internationalised domains are sent in Punycode (see
+// ASCIIAddress). How SES's answers are classified, the sender rejections among them, is
+// described at classify.
 package ses
 
 import (

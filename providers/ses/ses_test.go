@@ -3,11 +3,14 @@ package ses
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -522,5 +525,47 @@ func TestSenderRejectionIsFatal(t *testing.T) {
 	}
 	if _, err := p.Send(context.Background(), providertest.Message("joe@example.org", 4)); providers.KindOf(err) != providers.Permanent {
 		t.Errorf("unverified recipient in the sandbox: %v, want permanent", err)
+	}
+}
+
+// TestDocumentedAnswers replays, through the fake and the real SDK, the error names and
+// statuses SES v2's SendEmail reference lists (testdata/send_email_errors.json) and the
+// GetAccount answers of a production and a sandbox account.
+func TestDocumentedAnswers(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("testdata", "send_email_errors.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cases []struct {
+		Type, Message, Kind string
+		Status              int
+		SlowDown            bool `json:"slow_down"`
+	}
+	if err := json.Unmarshal(b, &cases); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cases {
+		t.Run(c.Type+"/"+c.Message, func(t *testing.T) {
+			f := newFake(t)
+			p, _ := f.open(t, Config{})
+			f.setSend(apiError(c.Status, c.Type, c.Message))
+			_, err := p.Send(context.Background(), providertest.Message("jane@example.org", 1))
+			pe := providers.AsError(err)
+			if pe == nil || pe.Kind.String() != c.Kind || pe.SlowDown != c.SlowDown || pe.Enhanced != c.Type || pe.Code != c.Status {
+				t.Errorf("Send = %#v, want %s (slow down %v)", pe, c.Kind, c.SlowDown)
+			}
+		})
+	}
+	for name, sandbox := range map[string]bool{"get_account.json": false, "get_account_sandbox.json": true} {
+		acct, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := newFake(t)
+		f.setAccount(accountJSON(string(acct)))
+		p, warnings := f.open(t, Config{})
+		if p.Sandbox() != sandbox || (len(warnings) == 1) != sandbox {
+			t.Errorf("%s: Sandbox() = %v, warnings %q", name, p.Sandbox(), warnings)
+		}
 	}
 }
