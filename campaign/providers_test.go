@@ -289,3 +289,19 @@ func TestSenderRejectionStopsTheRun(t *testing.T) {
 		})
 	}
 }
+
+// TestValidateRefusesSendGridReservedHeaders: the provider's check, which `validate`
+// runs, sees the campaign's headers and refuses those SendGrid reserves.
+func TestValidateRefusesSendGridReservedHeaders(t *testing.T) {
+	block := "  kind: sendgrid\n  api_key_env: SG_KEY\n"
+	f := newFixture(t, 1, block, "headers:\n  X-SG-EID: forged\n  X-Campaign: nov\n")
+	err := CheckProvider(f.load(), testEnv(map[string]string{"SG_KEY": "SG.key"}), true)
+	var ce *ConfigError
+	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "X-SG-EID") {
+		t.Fatalf("CheckProvider = %v, want a config error naming X-SG-EID", err)
+	}
+	f = newFixture(t, 1, block, "headers:\n  X-Campaign: nov\n")
+	if err := CheckProvider(f.load(), testEnv(map[string]string{"SG_KEY": "SG.key"}), true); err != nil {
+		t.Fatalf("CheckProvider with an ordinary header = %v", err)
+	}
+}
