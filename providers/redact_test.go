@@ -96,3 +96,12 @@ func TestCheckEnvName(t *testing.T) {
 		t.Errorf("SecretFromEnv with a pasted secret = %v", err)
 	}
 }
+
+func BenchmarkRedactorError(b *testing.B) {
+	r := NewRedactor("herald-user", NewSecret("Tr0ub4dor&3-horse"))
+	err := &Error{Provider: "smtp", Kind: Fatal, Code: 535, Enhanced: "5.7.8", Message: "AUTH: Authentication failed for AGhlcmFsZC11c2VyAFRyMHViNGRvciYzLWhvcnNl (|herald-user|Tr0ub4dor&3-horse)"}
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = r.Error(err)
+	}
+}
