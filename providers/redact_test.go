@@ -51,6 +51,9 @@ func TestRedactorError(t *testing.T) {
 	if got := r.Error(clean); got != error(clean) {
 		t.Errorf("an error without a secret was replaced: %v", got)
 	}
+	if w := fmt.Errorf("dial: %w", clean); r.Error(w) != w {
+		t.Errorf("a wrapped error without a secret was replaced")
+	}
 	inner := fmt.Errorf("server said hunter2")
 	pe := &Error{Provider: "p", Kind: Fatal, Code: 535, Enhanced: "hunter2", Message: "auth: hunter2", Err: inner}
 	for _, err := range []error{pe, fmt.Errorf("dial: %w", pe), errors.New("plain hunter2")} {
