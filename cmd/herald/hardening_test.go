@@ -248,3 +248,51 @@ func TestBinaryValidateRunawayTemplate(t *testing.T) {
 		t.Errorf("stderr %q: validate sends nothing; its stop message must not speak of sends in flight", s)
 	}
 }
+
+// The store's file cannot grow mid-run (a file-size limit stands in for a full disk):
+// the summary counts as sent exactly what the journal recorded, the messages handed
+// over without a record count as unknown, the run stops with the store's error
+// (exit 1, "stopped":"store"), and a later run completes without mailing anyone twice
+// (issue 13 item 5).
+func TestBinaryStoreFullMidRun(t *testing.T) {
+	cf := cliCampaign(t, 1500, cliFileProvider, "rate: \"100000/s\"\nworkers: 4\n")
+	data, _ := os.ReadFile(cf)
+	os.WriteFile(cf, []byte(strings.Replace(string(data), `rate: "1000/s"`, "", 1)), 0o644)
+	dir := filepath.Dir(cf)
+	// bash's ulimit -f counts KiB; Go ignores SIGXFSZ, so writes past it fail with EFBIG.
+	cmd := exec.Command("bash", "-c", `ulimit -f 300 && exec "$0" "$@"`, heraldBin, "send", cf, "--yes", "--json")
+	cmd.Dir = dir
+	var stdout, stderr cliBuffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("send with the store's file limited: %v, want exit 1\n%s", err, stderr.String())
+	}
+	sum := cliSummary(t, cliRun{stdout: stdout.String()})
+	if s, _ := jsonLookup(sum, "stopped"); s != "store" {
+		t.Fatalf("stopped = %q, want store\n%s", s, stderr.String())
+	}
+	checkCountsAddUp(t, sum)
+	r := (&cliEnv{}).run(t, "status", cf, "--json")
+	st := cliSummary(t, r)
+	sent, unknown := jsonCount(t, sum, "sent"), jsonCount(t, sum, "unknown")
+	if js := jsonCount(t, st, "sent"); js != sent {
+		t.Errorf("summary says %d sent, the journal holds %d", sent, js)
+	}
+	if files := cliOutboxFiles(t, cf); files != sent+unknown {
+		t.Errorf("%d messages written; summary: %d sent + %d unknown", files, sent, unknown)
+	}
+	if sent+unknown >= 1500 {
+		t.Fatalf("the run did not stop when the store failed")
+	}
+
+	// Room again: the next run finishes; the unrecorded ones are unknown, not resent.
+	r = (&cliEnv{}).run(t, "send", cf, "--yes", "--json")
+	if r.code != 0 && r.code != 1 {
+		t.Fatalf("second run: exit %d", r.code)
+	}
+	if files := cliOutboxFiles(t, cf); files != 1500 {
+		t.Errorf("%d messages written in all, want 1500 (one each)", files)
+	}
+}
