@@ -271,13 +271,20 @@ func (p *Pipeline) handle(stopCtx, sendCtx context.Context, stop context.CancelC
 	// The message is rendered while the claim commits; it goes nowhere before the claim
 	// is durable.
 	claimed := p.Journal.StartClaim(sendCtx, journal.Claim{Key: rc.Key, Email: rc.Email, Line: rc.Line})
-	msg, renderErr := p.Renderer.Message(rc)
+	// Rendered here without a goroutine of its own: the first pass of the run rendered
+	// these rows already, so no render loops without end; a long one still stops at the
+	// output bound, and at its next write once the run stops.
+	msg, renderErr := p.Renderer.message(stopCtx, rc)
 	if err := claimed(); err != nil {
 		if errors.Is(err, journal.ErrNotClaimable) {
 			p.Counters.AlreadyDone.Add(1)
 			return
 		}
 		stop(&StopError{Reason: StopStore, Err: err})
+		return
+	}
+	if renderErr != nil && stopCtx.Err() != nil {
+		p.record(rc, journal.Outcome{State: journal.Pending}) // stopped while rendering
 		return
 	}
 	if renderErr != nil {

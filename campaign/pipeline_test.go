@@ -21,9 +21,9 @@ type fakeProvider struct {
 	calls  atomic.Int64
 }
 
-func (p *fakeProvider) Name() string                          { return "fake" }
+func (p *fakeProvider) Name() string                         { return "fake" }
 func (p *fakeProvider) Capabilities() providers.Capabilities { return providers.Capabilities{} }
-func (p *fakeProvider) Close() error                          { return nil }
+func (p *fakeProvider) Close() error                         { return nil }
 func (p *fakeProvider) Send(ctx context.Context, msg *providers.Message) (providers.Receipt, error) {
 	p.calls.Add(1)
 	if p.answer != nil {
@@ -118,7 +118,7 @@ func newPipelineFixture(t *testing.T, n int, subject string) *pipelineFixture {
 		f.write("campaign.yaml", data)
 	}
 	c := f.load()
-	rd, err := NewRenderer(c, []string{"email", "first_name"}, []byte("0123456789abcdef0123456789abcdef"), nil)
+	rd, err := NewRenderer(context.Background(), c, []string{"email", "first_name"}, []byte("0123456789abcdef0123456789abcdef"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -240,7 +240,7 @@ func Send(ctx context.Context, c *Campaign, o SendOptions, env Env) (sum *Summar
 	if err != nil {
 		return sum, err
 	}
-	renderer, err := NewRenderer(c, cols, secret, env.Now)
+	renderer, err := NewRenderer(ctx, c, cols, secret, env.Now)
 	if err != nil {
 		return sum, err
 	}
@@ -258,7 +258,10 @@ func dryRun(ctx context.Context, src *Source, renderer *Renderer, sum *Summary) 
 		if rc.GiveUp {
 			return nil
 		}
-		if _, err := renderer.Message(rc); err != nil && renderErr == nil {
+		if _, err := renderer.Message(ctx, rc); err != nil && renderErr == nil {
+			if ctx.Err() != nil {
+				return err // interrupted
+			}
 			renderErr = err
 		}
 		return nil
@@ -310,7 +313,7 @@ func (r *run) send(ctx context.Context) (err error) {
 	// stops the run before anything is sent; the list is streamed twice rather than held
 	// in memory.
 	r.src.Warn = nil
-	plan, err := r.src.Scan(ctx, r.rehearse(o.Limit))
+	plan, err := r.src.Scan(ctx, r.rehearse(ctx, o.Limit))
 	sum.Total, sum.Skipped = plan.Total, plan.Skipped
 	if err != nil {
 		var ste *StoreError
@@ -389,14 +392,17 @@ func (r *run) send(ctx context.Context) (err error) {
 // rehearse is the first pass's callback: it renders the first limit recipients to send
 // (limit < 0: all) and returns a *ConfigError for the first that cannot be rendered,
 // which ends the pass; nothing has been sent then.
-func (r *run) rehearse(limit int) func(*Recipient) error {
+func (r *run) rehearse(ctx context.Context, limit int) func(*Recipient) error {
 	n := 0
 	return func(rc *Recipient) error {
 		if rc.GiveUp || (limit >= 0 && n >= limit) {
 			return nil
 		}
 		n++
-		if _, err := r.renderer.Message(rc); err != nil {
+		if _, err := r.renderer.Message(ctx, rc); err != nil {
+			if ctx.Err() != nil {
+				return err // interrupted
+			}
 			return &ConfigError{Err: fmt.Errorf("%w; nothing was sent", err)}
 		}
 		return nil
