@@ -19,9 +19,9 @@ import (
 // Recorder is the part of the journal the workers use: a durable claim before a message
 // is handed over, an outcome after.
 type Recorder interface {
-	// StartClaim queues a claim; the returned func waits until it is durable.
-	StartClaim(ctx context.Context, c journal.Claim) (wait func() error)
-	Claim(ctx context.Context, c journal.Claim) error
+	// Handoff queues the recipient's change from claimed to `sending`; the returned
+	// func waits until it is durable (a refusal: the recipient is not this run's).
+	Handoff(ctx context.Context, key string) (wait func() error)
 	// RecordThen queues an outcome; done is called once, without blocking, with nil
 	// when the outcome is durable or with the error that kept it from the store.
 	RecordThen(o journal.Outcome, done func(error))
@@ -143,8 +143,10 @@ type Pipeline struct {
 	Counters *Counters
 
 	connFails atomic.Int64
-	failing   streak
-	stop      context.CancelCauseFunc // stops the current Run
+	// stopped is the running Run's stop context (see Stopped).
+	stopped atomic.Pointer[context.Context]
+	failing streak
+	stop    context.CancelCauseFunc // stops the current Run
 
 	renderMu   sync.Mutex
 	renderErrs RenderErrors
@@ -172,6 +174,7 @@ func (p *Pipeline) Run(ctx context.Context, limit int, feed func(fn func(*Recipi
 		grace = 30 * time.Second
 	}
 	stopCtx, stop := context.WithCancelCause(ctx)
+	p.stopped.Store(&stopCtx)
 	defer stop(nil)
 	p.stop = stop
 	// Sends in flight outlive a stop by up to grace, so that their outcome is known.
@@ -245,6 +248,15 @@ func (p *Pipeline) Run(ctx context.Context, limit int, feed func(fn func(*Recipi
 	return nil
 }
 
+// Stopped returns a context that ends when the running Run stops (interrupted, or a
+// fatal error): a feed that waits for work ends its wait then.
+func (p *Pipeline) Stopped() context.Context {
+	if c := p.stopped.Load(); c != nil {
+		return *c
+	}
+	return context.Background()
+}
+
 func (p *Pipeline) warnf(format string, args ...any) {
 	if p.Warnf != nil {
 		p.Warnf(format, args...)
@@ -253,12 +265,7 @@ func (p *Pipeline) warnf(format string, args ...any) {
 
 // giveUp marks a deferred recipient past give_up_after as failed.
 func (p *Pipeline) giveUp(ctx context.Context, stop context.CancelCauseFunc, rc *Recipient) {
-	if err := p.Journal.Claim(ctx, journal.Claim{Key: rc.Key, Email: rc.Email, Line: rc.Line}); err != nil {
-		if !errors.Is(err, journal.ErrNotClaimable) {
-			stop(&StopError{Reason: StopStore, Err: err})
-		}
-		return
-	}
+	// The recipient is claimed by this run; it goes from claimed to failed.
 	p.record(rc, journal.Outcome{State: journal.Failed,
 		Reason: fmt.Sprintf("gave up: still failing temporarily %s after the first attempt", p.Retry.GiveUpAfter)})
 }
@@ -270,7 +277,7 @@ func (p *Pipeline) handle(stopCtx, sendCtx context.Context, stop context.CancelC
 	}
 	// The message is rendered while the claim commits; it goes nowhere before the claim
 	// is durable.
-	claimed := p.Journal.StartClaim(sendCtx, journal.Claim{Key: rc.Key, Email: rc.Email, Line: rc.Line})
+	claimed := p.Journal.Handoff(sendCtx, rc.Key)
 	// Rendered here without a goroutine of its own: the first pass of the run rendered
 	// these rows already, so no render loops without end; a long one still stops at the
 	// output bound, and at its next write once the run stops.

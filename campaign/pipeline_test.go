@@ -48,22 +48,19 @@ func newMemRecorder(failAfter int) *memRecorder {
 	return &memRecorder{states: map[string]journal.State{}, failAfter: failAfter}
 }
 
-func (m *memRecorder) StartClaim(_ context.Context, c journal.Claim) func() error {
-	return func() error { return m.Claim(context.Background(), c) }
-}
-
-func (m *memRecorder) Claim(_ context.Context, c journal.Claim) error {
+func (m *memRecorder) Handoff(_ context.Context, key string) func() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.err != nil {
-		return m.err
+		err := m.err
+		return func() error { return err }
 	}
-	switch st := m.states[c.Key]; st {
-	case "", journal.Pending, journal.Deferred:
-		m.states[c.Key] = journal.Sending
-		return nil
+	switch st := m.states[key]; st {
+	case "", journal.Pending, journal.Deferred, journal.Claimed:
+		m.states[key] = journal.Sending
+		return func() error { return nil }
 	default:
-		return &journal.StateError{Campaign: "test", Key: c.Key, State: st}
+		return func() error { return &journal.StateError{Campaign: "test", Key: key, State: st} }
 	}
 }
 
@@ -145,15 +142,40 @@ func (pf *pipelineFixture) feed(fn func(*Recipient) error) error {
 	return nil
 }
 
-// openWriter opens the fixture's store and a writer of its campaign.
-func (pf *pipelineFixture) openWriter(t *testing.T) (*journal.Store, *journal.Writer) {
+// testRun is a run of the fixture's campaign whose Close ends it.
+type testRun struct{ journal.Run }
+
+func (r testRun) Close() error { return r.End(context.Background(), nil) }
+
+// openWriter opens the fixture's store and begins a run of its campaign that has loaded
+// and claimed the fixture's recipients (those it may send), as a run's feed would.
+func (pf *pipelineFixture) openWriter(t *testing.T) (journal.Store, testRun) {
 	t.Helper()
-	st, err := journal.Open(context.Background(), pf.store(), journal.Options{})
+	ctx := context.Background()
+	st, err := journal.Open(ctx, pf.store(), journal.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	return st, st.NewWriter(pf.c.Name)
+	r, err := st.BeginRun(ctx, journal.RunSpec{Campaign: pf.c.Name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.Load(ctx, &journal.ListInfo{}, func(add func(journal.Item) error) error {
+		for _, rc := range pf.recipients {
+			if err := add(journal.Item{Key: rc.Key, Email: rc.Email, Line: rc.Line, Fields: rc.Fields}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Claim(ctx, len(pf.recipients)); err != nil {
+		t.Fatal(err)
+	}
+	return st, testRun{r}
 }
 
 // An outcome the store could not record is never counted sent: it counts as unknown,

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/heraldmail/herald/campaign/journal"
 	"github.com/heraldmail/herald/providers"
@@ -26,9 +25,10 @@ var errEnough = errors.New("enough")
 
 // Preview renders messages without sending or journalling anything.
 func Preview(ctx context.Context, c *Campaign, o PreviewOptions, env Env) ([]*providers.Message, error) {
-	var store *journal.Store
-	if _, err := os.Stat(o.Store); err == nil {
-		if store, err = journal.Open(ctx, o.Store, journal.Options{Now: env.Now}); err != nil {
+	var store journal.Store
+	if storeExists(o.Store) {
+		var err error
+		if store, err = OpenStore(ctx, o.Store, journal.Options{Now: env.Now}); err != nil {
 			return nil, err
 		}
 		defer store.Close()

@@ -49,7 +49,7 @@ func (a *app) sendCmd() *cobra.Command {
 	f.IntVar(&o.workers, "workers", 0, "override the campaign's number of workers")
 	f.BoolVar(&o.yes, "yes", false, "do not ask for confirmation")
 	f.BoolVar(&o.json, "json", false, "print the summary as one JSON object on stdout")
-	f.StringVar(&o.store, "store", "", "journal file (default: HERALD_STORE, the file's store:, herald.db beside it)")
+	f.StringVar(&o.store, "store", "", "store: a file or a postgres:// URL (default: HERALD_STORE, the file's store:, herald.db beside it)")
 	f.BoolVar(&o.resendUnknown, "resend-unknown", false, "send again to recipients whose earlier outcome is unknown")
 	return c
 }
