@@ -386,22 +386,23 @@ func (p *Pipeline) defer_(rc *Recipient, o journal.Outcome, first time.Time, exh
 // permanent records a permanent answer, through the breaker for campaign-wide
 // rejections.
 func (p *Pipeline) permanent(stop context.CancelCauseFunc, rc *Recipient, o journal.Outcome, err error) {
-	v, reopen := p.failing.permanent(rc, err)
-	switch v {
-	case recordFailed:
-		o.State = journal.Failed
-		pe := providers.AsError(err)
-		o.Suppress = pe != nil && pe.Bounce
-		p.record(rc, o)
-	case releaseAndTrip:
-		for _, back := range reopen {
-			p.record(back, journal.Outcome{State: journal.Pending, Reopen: true})
+	p.failing.permanent(rc, err, func(v verdict, reopen []*Recipient) {
+		switch v {
+		case recordFailed:
+			o.State = journal.Failed
+			pe := providers.AsError(err)
+			o.Suppress = pe != nil && pe.Bounce
+			p.record(rc, o)
+		case releaseAndTrip:
+			for _, back := range reopen {
+				p.record(back, journal.Outcome{State: journal.Pending, Reopen: true})
+			}
+			p.record(rc, journal.Outcome{State: journal.Pending})
+			stop(&StopError{Reason: StopFailing, Err: err})
+		case release:
+			p.record(rc, journal.Outcome{State: journal.Pending})
 		}
-		p.record(rc, journal.Outcome{State: journal.Pending})
-		stop(&StopError{Reason: StopFailing, Err: err})
-	case release:
-		p.record(rc, journal.Outcome{State: journal.Pending})
-	}
+	})
 }
 
 // record queues an outcome; the counters follow what the store recorded. An outcome
