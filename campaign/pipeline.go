@@ -278,13 +278,20 @@ func (p *Pipeline) handle(stopCtx, sendCtx context.Context, stop context.CancelC
 	// The message is rendered while the claim commits; it goes nowhere before the claim
 	// is durable.
 	claimed := p.Journal.Handoff(sendCtx, rc.Key)
-	msg, renderErr := p.Renderer.Message(rc)
+	// Rendered here without a goroutine of its own: the first pass of the run rendered
+	// these rows already, so no render loops without end; a long one still stops at the
+	// output bound, and at its next write once the run stops.
+	msg, renderErr := p.Renderer.message(stopCtx, rc)
 	if err := claimed(); err != nil {
 		if errors.Is(err, journal.ErrNotClaimable) {
 			p.Counters.AlreadyDone.Add(1)
 			return
 		}
 		stop(&StopError{Reason: StopStore, Err: err})
+		return
+	}
+	if renderErr != nil && stopCtx.Err() != nil {
+		p.record(rc, journal.Outcome{State: journal.Pending}) // stopped while rendering
 		return
 	}
 	if renderErr != nil {
@@ -379,22 +386,23 @@ func (p *Pipeline) defer_(rc *Recipient, o journal.Outcome, first time.Time, exh
 // permanent records a permanent answer, through the breaker for campaign-wide
 // rejections.
 func (p *Pipeline) permanent(stop context.CancelCauseFunc, rc *Recipient, o journal.Outcome, err error) {
-	v, reopen := p.failing.permanent(rc, err)
-	switch v {
-	case recordFailed:
-		o.State = journal.Failed
-		pe := providers.AsError(err)
-		o.Suppress = pe != nil && pe.Bounce
-		p.record(rc, o)
-	case releaseAndTrip:
-		for _, back := range reopen {
-			p.record(back, journal.Outcome{State: journal.Pending, Reopen: true})
+	p.failing.permanent(rc, err, func(v verdict, reopen []*Recipient) {
+		switch v {
+		case recordFailed:
+			o.State = journal.Failed
+			pe := providers.AsError(err)
+			o.Suppress = pe != nil && pe.Bounce
+			p.record(rc, o)
+		case releaseAndTrip:
+			for _, back := range reopen {
+				p.record(back, journal.Outcome{State: journal.Pending, Reopen: true})
+			}
+			p.record(rc, journal.Outcome{State: journal.Pending})
+			stop(&StopError{Reason: StopFailing, Err: err})
+		case release:
+			p.record(rc, journal.Outcome{State: journal.Pending})
 		}
-		p.record(rc, journal.Outcome{State: journal.Pending})
-		stop(&StopError{Reason: StopFailing, Err: err})
-	case release:
-		p.record(rc, journal.Outcome{State: journal.Pending})
-	}
+	})
 }
 
 // record queues an outcome; the counters follow what the store recorded. An outcome

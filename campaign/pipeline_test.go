@@ -115,7 +115,7 @@ func newPipelineFixture(t *testing.T, n int, subject string) *pipelineFixture {
 		f.write("campaign.yaml", data)
 	}
 	c := f.load()
-	rd, err := NewRenderer(c, []string{"email", "first_name"}, []byte("0123456789abcdef0123456789abcdef"), nil)
+	rd, err := NewRenderer(context.Background(), c, []string{"email", "first_name"}, []byte("0123456789abcdef0123456789abcdef"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,28 +310,28 @@ func TestStreak(t *testing.T) {
 	rc := func(i int) *Recipient { return &Recipient{Line: i} }
 	var s streak
 	for i := 0; i < failingAfter-1; i++ {
-		if v, _ := s.permanent(rc(i), same); v != recordFailed {
+		if v, _ := s.judge(rc(i), same); v != recordFailed {
 			t.Fatalf("answer %d: verdict %d, want recordFailed", i, v)
 		}
 	}
 	s.success() // a delivery in between: the streak starts again
 	for i := 0; i < failingAfter-1; i++ {
-		s.permanent(rc(i), same)
+		s.judge(rc(i), same)
 	}
-	s.permanent(rc(99), other) // a different answer too
+	s.judge(rc(99), other) // a different answer too
 	for i := 0; i < failingAfter-1; i++ {
-		if v, _ := s.permanent(rc(i), same); v != recordFailed {
+		if v, _ := s.judge(rc(i), same); v != recordFailed {
 			t.Fatalf("after a different answer, answer %d: verdict %d", i, v)
 		}
 	}
-	v, reopen := s.permanent(rc(100), same)
+	v, reopen := s.judge(rc(100), same)
 	if v != releaseAndTrip || len(reopen) != failingAfter-1 {
 		t.Fatalf("tenth identical answer: verdict %d, %d to reopen; want releaseAndTrip and %d", v, len(reopen), failingAfter-1)
 	}
-	if v, _ := s.permanent(rc(101), same); v != release {
+	if v, _ := s.judge(rc(101), same); v != release {
 		t.Fatalf("after the trip, the same answer: verdict %d, want release", v)
 	}
-	if v, _ := s.permanent(rc(102), other); v != recordFailed {
+	if v, _ := s.judge(rc(102), other); v != recordFailed {
 		t.Fatalf("after the trip, another answer: verdict %d, want recordFailed", v)
 	}
 }

@@ -233,7 +233,7 @@ func Send(ctx context.Context, c *Campaign, o SendOptions, env Env) (sum *Summar
 	if err != nil {
 		return sum, err
 	}
-	renderer, err := NewRenderer(c, cols, secret, env.Now)
+	renderer, err := NewRenderer(ctx, c, cols, secret, env.Now)
 	if err != nil {
 		return sum, err
 	}
@@ -251,7 +251,10 @@ func dryRun(ctx context.Context, src *Source, renderer *Renderer, sum *Summary) 
 		if rc.GiveUp {
 			return nil
 		}
-		if _, err := renderer.Message(rc); err != nil && renderErr == nil {
+		if _, err := renderer.Message(ctx, rc); err != nil && renderErr == nil {
+			if ctx.Err() != nil {
+				return err // interrupted
+			}
 			renderErr = err
 		}
 		return nil
@@ -305,6 +308,11 @@ func (r *run) send(ctx context.Context) (err error) {
 	}
 	defer func() {
 		err = interrupted(ctx, sum, err)
+		if err != nil {
+			// A run stopped before its counts were taken (the store failed while the
+			// list was loaded, say) still adds up: what nothing else counts is pending.
+			sum.Pending = sum.rest()
+		}
 		sum.DurationMS = time.Since(r.start).Milliseconds()
 		if eerr := jr.End(context.WithoutCancel(ctx), sum.JSON()); eerr != nil && err == nil {
 			err = storeErr(ctx, eerr)
@@ -316,7 +324,7 @@ func (r *run) send(ctx context.Context) (err error) {
 	// stops the run before anything is sent. It writes nothing: a "no" leaves the store
 	// as it was.
 	r.src.Warn = nil
-	plan, err := r.src.Scan(ctx, r.rehearse(o.Limit))
+	plan, err := r.src.Scan(ctx, r.rehearse(ctx, o.Limit))
 	sum.Total, sum.Skipped = plan.Total, plan.Skipped
 	if err != nil {
 		var ste *StoreError
@@ -560,14 +568,17 @@ func (s *rateShare) start(ctx context.Context) (stop func()) {
 // rehearse is the first pass's callback: it renders the first limit recipients to send
 // (limit < 0: all) and returns a *ConfigError for the first that cannot be rendered,
 // which ends the pass; nothing has been sent then.
-func (r *run) rehearse(limit int) func(*Recipient) error {
+func (r *run) rehearse(ctx context.Context, limit int) func(*Recipient) error {
 	n := 0
 	return func(rc *Recipient) error {
 		if rc.GiveUp || (limit >= 0 && n >= limit) {
 			return nil
 		}
 		n++
-		if _, err := r.renderer.Message(rc); err != nil {
+		if _, err := r.renderer.Message(ctx, rc); err != nil {
+			if ctx.Err() != nil {
+				return err // interrupted
+			}
 			return &ConfigError{Err: fmt.Errorf("%w; nothing was sent", err)}
 		}
 		return nil

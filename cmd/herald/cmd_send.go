@@ -76,6 +76,7 @@ func (a *app) runSend(ctx context.Context, o sendOptions) error {
 		opts.Rate = &r
 	}
 	if !o.dryRun {
+		a.sending.Store(true)
 		opts.Warn = nil // the dry run and validate list row problems; a send counts them
 		if !o.yes && a.io.StdinTTY {
 			opts.Confirm = a.confirm
