@@ -107,4 +107,3 @@ func TestMbox(t *testing.T) {
 }
 
 func contains(b []byte, s string) bool { return strings.Contains(string(b), s) }
-
