@@ -11,8 +11,8 @@
 #   - Dovecot (Debian dovecot-imapd, dovecot-pop3d) serving that Maildir over IMAP on
 #     IMAP_PORT and POP3 on POP3_PORT, user "bounces", password in DIR/password.
 #
-# The packages are installed once (apt) with a policy-rc.d that forbids starting
-# services. The pids of what was started are written to DIR/pids (one a line); stop
+# The packages (and SpamAssassin, for `herald validate --spam`) are installed once (apt)
+# with a policy-rc.d that forbids starting services. The pids of what was started are written to DIR/pids (one a line); stop
 # everything with `.ci/mailservers.sh stop DIR`.
 #
 # Usage: .ci/mailservers.sh start DIR SMTP_PORT SINK_BAD_PORT SINK_OK_PORT IMAP_PORT POP3_PORT
@@ -48,6 +48,8 @@ install() {
 	command -v dovecot >/dev/null || missing+=(dovecot-core dovecot-imapd dovecot-pop3d)
 	[ -e /usr/lib/dovecot/imap ] || missing+=(dovecot-imapd)
 	[ -e /usr/lib/dovecot/pop3 ] || missing+=(dovecot-pop3d)
+	# SpamAssassin for `herald validate --spam`, in the same apt run.
+	command -v spamassassin >/dev/null || missing+=(spamassassin)
 	[ ${#missing[@]} -gt 0 ] || return 0
 	local policy=/usr/sbin/policy-rc.d made_policy=
 	if [ ! -e "$policy" ]; then
@@ -56,6 +58,7 @@ install() {
 		made_policy=1
 	fi
 	echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+	run apt-get update >&2
 	run env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >&2
 	[ -z "$made_policy" ] || rm -f "$policy"
 }
