@@ -7,6 +7,8 @@
 #                    "550 5.1.1 … User unknown", so Postfix returns a real RFC 3464 DSN
 #                    to the envelope sender;
 #       ok.test      to smtp-sink on SINK_OK_PORT, which accepts everything;
+#       plain.test   to smtp-sink on SINK_7BIT_PORT, which does not announce 8BITMIME and
+#                    writes every message it receives to DIR/sink7/ (one file each);
 #       herald.test  into the Maildir of the user "bounces" (Postfix's virtual agent).
 #   - Dovecot (Debian dovecot-imapd, dovecot-pop3d) serving that Maildir over IMAP on
 #     IMAP_PORT and POP3 on POP3_PORT, user "bounces", password in DIR/password.
@@ -15,7 +17,7 @@
 # with a policy-rc.d that forbids starting services. The pids of what was started are written to DIR/pids (one a line); stop
 # everything with `.ci/mailservers.sh stop DIR`.
 #
-# Usage: .ci/mailservers.sh start DIR SMTP_PORT SINK_BAD_PORT SINK_OK_PORT IMAP_PORT POP3_PORT
+# Usage: .ci/mailservers.sh start DIR SMTP_PORT SINK_BAD_PORT SINK_OK_PORT SINK_7BIT_PORT IMAP_PORT POP3_PORT
 #        .ci/mailservers.sh stop DIR
 set -euo pipefail
 
@@ -64,16 +66,16 @@ install() {
 }
 
 start() {
-	local usage="usage: $0 start DIR SMTP_PORT SINK_BAD_PORT SINK_OK_PORT IMAP_PORT POP3_PORT"
-	local dir=${1:?$usage} smtp=${2:?$usage} bad=${3:?$usage} ok=${4:?$usage} imap=${5:?$usage} pop3=${6:?$usage}
-	for p in "$smtp" "$bad" "$ok" "$imap" "$pop3"; do
+	local usage="usage: $0 start DIR SMTP_PORT SINK_BAD_PORT SINK_OK_PORT SINK_7BIT_PORT IMAP_PORT POP3_PORT"
+	local dir=${1:?$usage} smtp=${2:?$usage} bad=${3:?$usage} ok=${4:?$usage} seven=${5:?$usage} imap=${6:?$usage} pop3=${7:?$usage}
+	for p in "$smtp" "$bad" "$ok" "$seven" "$imap" "$pop3"; do
 		case $p in '' | *[!0-9]*) echo "$0: ports must be numbers, got '$p'" >&2; exit 2 ;; esac
 	done
 	install
 	mkdir -p "$dir"
 	dir=$(cd "$dir" && pwd)
 	stop "$dir"
-	rm -rf "$dir/postfix" "$dir/dovecot" "$dir/mail"
+	rm -rf "$dir/postfix" "$dir/dovecot" "$dir/mail" "$dir/sink7"
 
 	# The mailbox owner: Postfix's virtual agent writes as it, Dovecot reads as it.
 	id -u heraldmail >/dev/null 2>&1 || run useradd --system --no-create-home --shell /usr/sbin/nologin heraldmail
@@ -89,6 +91,10 @@ start() {
 		>"$dir/sink-bad.log" 2>&1 &
 	echo $! >>"$dir/pids"
 	smtp-sink -u nobody "127.0.0.1:$ok" 64 >"$dir/sink-ok.log" 2>&1 &
+	echo $! >>"$dir/pids"
+	mkdir -p "$dir/sink7"
+	chown nobody "$dir/sink7"
+	smtp-sink -u nobody -8 -d "$dir/sink7/%Y%m%d%H%M%S." "127.0.0.1:$seven" 64 >"$dir/sink-7bit.log" 2>&1 &
 	echo $! >>"$dir/pids"
 
 	# Postfix.
@@ -108,7 +114,7 @@ inet_interfaces = 127.0.0.1
 inet_protocols = ipv4
 mynetworks = 127.0.0.0/8
 smtpd_relay_restrictions = permit_mynetworks, reject
-relay_domains = bounce.test ok.test
+relay_domains = bounce.test ok.test plain.test
 transport_maps = texthash:$pf/transport
 virtual_mailbox_domains = herald.test
 virtual_mailbox_base = $dir/mail
@@ -128,6 +134,7 @@ EOF
 	cat >"$pf/transport" <<EOF
 bounce.test smtp:[127.0.0.1]:$bad
 ok.test smtp:[127.0.0.1]:$ok
+plain.test smtp:[127.0.0.1]:$seven
 EOF
 	echo "bounces@herald.test bounces/Maildir/" >"$pf/vmailbox"
 	# Debian's master.cf, with no chroot (the queue is private) and smtpd on our port.
@@ -197,7 +204,11 @@ protocol pop3 {
   pop3_uidl_format = %08Xu%08Xv
 }
 EOF
-	run dovecot -c "$dc/dovecot.conf"
+	# Dovecot keeps the descriptors it is started with: not the caller's stdout.
+	if ! run dovecot -c "$dc/dovecot.conf" </dev/null >"$dc/start.log" 2>&1; then
+		cat "$dc/start.log" >&2
+		exit 1
+	fi
 	for _ in $(seq 1 100); do
 		[ -s "$dc/run/master.pid" ] && break
 		sleep 0.1
@@ -205,7 +216,7 @@ EOF
 	echo "$(cat "$dc/run/master.pid")" >>"$dir/pids"
 
 	# Wait until everything answers.
-	for p in "$smtp" "$bad" "$ok" "$imap" "$pop3"; do
+	for p in "$smtp" "$bad" "$ok" "$seven" "$imap" "$pop3"; do
 		for _ in $(seq 1 100); do
 			(exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && break
 			sleep 0.1
@@ -217,5 +228,5 @@ EOF
 case ${1:-} in
 start) shift; start "$@" ;;
 stop) shift; stop "${1:?usage: $0 stop DIR}" ;;
-*) echo "usage: $0 start DIR SMTP_PORT SINK_BAD_PORT SINK_OK_PORT IMAP_PORT POP3_PORT | stop DIR" >&2; exit 2 ;;
+*) echo "usage: $0 start DIR SMTP_PORT SINK_BAD_PORT SINK_OK_PORT SINK_7BIT_PORT IMAP_PORT POP3_PORT | stop DIR" >&2; exit 2 ;;
 esac
