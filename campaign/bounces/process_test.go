@@ -13,10 +13,9 @@ import (
 )
 
 // sentStore returns a store where campaign sent to every address.
-func sentStore(t *testing.T, campaign string, addrs ...string) *journal.Store {
+func sentStore(t *testing.T, campaign string, addrs ...string) journal.Store {
 	t.Helper()
-	ctx := context.Background()
-	st, err := journal.Open(ctx, filepath.Join(t.TempDir(), "herald.db"), journal.Options{})
+	st, err := journal.Open(context.Background(), filepath.Join(t.TempDir(), "herald.db"), journal.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,22 +24,54 @@ func sentStore(t *testing.T, campaign string, addrs ...string) *journal.Store {
 	return st
 }
 
-func addSent(t *testing.T, st *journal.Store, campaign string, addrs ...string) {
+// addSent records a run of campaign that sent to every address.
+func addSent(t *testing.T, st journal.Store, campaign string, addrs ...string) {
 	t.Helper()
 	ctx := context.Background()
-	w := st.NewWriter(campaign)
-	for i, a := range addrs {
-		if err := w.Claim(ctx, journal.Claim{Key: strings.ToLower(a), Email: a, Line: i + 2}); err != nil {
+	r, err := st.BeginRun(ctx, journal.RunSpec{Campaign: campaign, Host: "test", PID: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.Load(ctx, &journal.ListInfo{Columns: []string{"email"}, Total: len(addrs)}, func(add func(journal.Item) error) error {
+		for i, a := range addrs {
+			if err := add(journal.Item{Key: strings.ToLower(a), Email: a, Line: i + 2, Fields: []string{a}}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	items, err := r.Claim(ctx, len(addrs))
+	if err != nil || len(items) != len(addrs) {
+		t.Fatalf("claim: %d, %v", len(items), err)
+	}
+	for _, it := range items {
+		if err := r.Handoff(ctx, it.Key)(); err != nil {
 			t.Fatal(err)
 		}
-		w.Record(journal.Outcome{Key: strings.ToLower(a), State: journal.Sent, ProviderID: "Q" + a, Code: 250})
+		r.Record(journal.Outcome{Key: it.Key, State: journal.Sent, ProviderID: "Q" + it.Key, Code: 250})
 	}
-	if err := w.Close(); err != nil {
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.End(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func states(t *testing.T, st *journal.Store, campaign string) map[string]string {
+// journalOf returns st as the journal Process needs.
+func journalOf(t *testing.T, st journal.Store) Journal {
+	t.Helper()
+	j, ok := st.(Journal)
+	if !ok {
+		t.Fatalf("the %s store does not implement bounces.Journal", st.Kind())
+	}
+	return j
+}
+
+func states(t *testing.T, st journal.Store, campaign string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	if err := st.EachRow(context.Background(), campaign, nil, func(r journal.Row) error {
@@ -64,7 +95,7 @@ func TestProcessMaildir(t *testing.T) {
 		"erin@qmail.example", "frank@slow.example", "gina@old.example", "harry@strict.example", "kept@ok.example"}
 	st := sentStore(t, "nov", mailed...)
 	mb := Maildir(filepath.Join("testdata", "maildir"))
-	res, err := Process(ctx, mb, st, Options{Campaign: "nov"})
+	res, err := Process(ctx, mb, journalOf(t, st), Options{Campaign: "nov"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +128,7 @@ func TestProcessMaildir(t *testing.T) {
 			t.Errorf("%s is suppressed", a)
 		}
 	}
-	again, err := Process(ctx, mb, st, Options{Campaign: "nov"})
+	again, err := Process(ctx, mb, journalOf(t, st), Options{Campaign: "nov"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,14 +153,14 @@ func TestProcessMatchesByToken(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "new", "1"), []byte(dsn), 0o644)
 
 	other, _ := unsubscribe.NewSigner([]byte("another-secret-another-secret-xx"))
-	res, err := Process(ctx, Maildir(dir), st, Options{Tokens: other})
+	res, err := Process(ctx, Maildir(dir), journalOf(t, st), Options{Tokens: other})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(res.Failed) != 0 || res.Unmatched != 1 {
 		t.Fatalf("a token of another secret matched: %+v", res)
 	}
-	res, err = Process(ctx, Maildir(dir), st, Options{Tokens: signer})
+	res, err = Process(ctx, Maildir(dir), journalOf(t, st), Options{Tokens: signer})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -82,7 +82,7 @@ func (a *app) runBounces(ctx context.Context, o bouncesOptions) error {
 	if storePath == "" {
 		return &usageError{err: errors.New("bounces: name a campaign file or --store")}
 	}
-	if _, err := os.Stat(storePath); err != nil {
+	if _, err := os.Stat(storePath); err != nil && !journal.IsURL(storePath) {
 		return &usageError{err: fmt.Errorf("bounces: store %s: %w (nothing was sent from it)", storePath, err)}
 	}
 	st, err := journal.Open(ctx, storePath, journal.Options{Now: a.io.Now})
@@ -97,7 +97,11 @@ func (a *app) runBounces(ctx context.Context, o bouncesOptions) error {
 	if opts.Tokens, err = unsubscribe.NewSigner(secret); err != nil {
 		return err
 	}
-	res, err := bounces.Process(ctx, mb, st, opts)
+	j, ok := st.(bounces.Journal)
+	if !ok {
+		return fmt.Errorf("bounces: a %s store cannot record bounces", st.Kind())
+	}
+	res, err := bounces.Process(ctx, mb, j, opts)
 	if err != nil {
 		// What was recorded before the failure stays recorded: a re-run is idempotent.
 		return fmt.Errorf("bounces: %w", err)

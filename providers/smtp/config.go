@@ -105,6 +105,9 @@ func (c Config) validate() error {
 	if c.Username != "" && c.PasswordEnv == "" {
 		return errors.New("smtp: username is set but password_env is not (the name of the environment variable holding the password)")
 	}
+	if err := providers.CheckEnvName("smtp", "password_env", c.PasswordEnv); err != nil {
+		return err
+	}
 	if strings.ContainsAny(c.Username, "\r\n") {
 		return errors.New("smtp: username contains a line break")
 	}

@@ -113,6 +113,8 @@ type Provider struct {
 	dkim      []dkimKey
 	warnf     func(format string, args ...any)
 	localName string
+	// redact removes the password and its AUTH forms from everything Send returns.
+	redact providers.Redactor
 
 	mu     sync.Mutex
 	idle   []*conn
@@ -130,7 +132,8 @@ func New(cfg Config, opts ...Option) (*Provider, error) {
 	if cfg.Username != "" && cfg.Password.Empty() {
 		return nil, fmt.Errorf("smtp: username %s is set but the password (from %s) is empty", cfg.Username, cfg.PasswordEnv)
 	}
-	p := &Provider{cfg: cfg, addr: net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port))}
+	p := &Provider{cfg: cfg, addr: net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)),
+		redact: providers.NewRedactor(cfg.Username, cfg.Password)}
 	p.timeout, _ = cfg.timeout()
 	var err error
 	if p.tls, err = cfg.tlsConfig(); err != nil {
@@ -228,8 +231,15 @@ func (p *Provider) give(c *conn) {
 }
 
 // Send delivers msg to msg.To with msg.Sender() as the envelope sender. The receipt id
-// is the queue id the relay answered with, else msg.MessageID.
+// is the queue id the relay answered with, else msg.MessageID. The relay's text in
+// errors and receipts has the password and its AUTH PLAIN/LOGIN forms removed (some
+// relays echo the exchange in their 535 answer).
 func (p *Provider) Send(ctx context.Context, msg *providers.Message) (providers.Receipt, error) {
+	r, err := p.send(ctx, msg)
+	return p.redact.Receipt(r), p.redact.Error(err)
+}
+
+func (p *Provider) send(ctx context.Context, msg *providers.Message) (providers.Receipt, error) {
 	if msg == nil || len(msg.Raw) == 0 {
 		return providers.Receipt{}, &providers.Error{Provider: Kind, Kind: providers.Permanent, Message: "empty message"}
 	}
