@@ -9,6 +9,8 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"runtime/pprof"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -38,8 +40,13 @@ type IO struct {
 func newSystemIO() *IO {
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	// A Go program dies of SIGPIPE on a write to a closed pipe on fd 1 or 2 unless it
+	// handles SIGPIPE itself (os/signal, "SIGPIPE"); with the signal notified, the write
+	// returns EPIPE instead, and the run goes on (`herald send … 2>&1 | head`). The
+	// channel is never read: signals that do not fit are dropped.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	return &IO{
-		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
+		Stdin: os.Stdin, Stdout: &dropOnError{w: os.Stdout}, Stderr: &dropOnError{w: os.Stderr},
 		Getenv:    os.Getenv,
 		Now:       time.Now,
 		StdinTTY:  term.IsTerminal(int(os.Stdin.Fd())),
@@ -47,6 +54,26 @@ func newSystemIO() *IO {
 		Signals:   sig,
 		Exit:      os.Exit,
 	}
+}
+
+// dropOnError writes to w until a write fails (a closed pipe, a full disk), then drops
+// everything: output for a human or a pipe must never stop a run. It never returns an
+// error. It is safe for concurrent use.
+type dropOnError struct {
+	mu     sync.Mutex
+	w      io.Writer
+	failed bool
+}
+
+func (d *dropOnError) Write(p []byte) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.failed {
+		if _, err := d.w.Write(p); err != nil {
+			d.failed = true
+		}
+	}
+	return len(p), nil
 }
 
 // Exit codes (PRODUCT.md "Exit codes and output").
@@ -81,7 +108,7 @@ func exitCode(err error) int {
 		return ee.code
 	case errors.As(err, &ue), errors.As(err, &ce):
 		return exitUsage
-	case errors.As(err, &se) && se.Reason == "interrupted":
+	case errors.As(err, &se) && se.Reason == campaign.StopInterrupted:
 		return exitInterrupted
 	case errors.Is(err, context.Canceled):
 		return exitInterrupted
@@ -90,8 +117,11 @@ func exitCode(err error) int {
 }
 
 type app struct {
-	io         *IO
-	ran        bool
+	io  *IO
+	ran bool
+	// sending is set by commands that hand messages to a provider (send, schedule), so
+	// that a stop says what it waits for.
+	sending    atomic.Bool
 	cpuProfile string
 	stopProf   func()
 	registry   providers.Registry
@@ -143,11 +173,20 @@ func Main(args []string, sys *IO) (code int) {
 			case <-ctx.Done():
 				return
 			}
-			fmt.Fprintln(sys.Stderr, "\nherald: stopping: finishing the messages in flight (Ctrl-C again to quit at once)")
+			sending := a.sending.Load()
+			if sending {
+				fmt.Fprintln(sys.Stderr, "\nherald: stopping: finishing the messages in flight (Ctrl-C again to quit at once)")
+			} else {
+				fmt.Fprintln(sys.Stderr, "\nherald: stopping (Ctrl-C again to quit at once)")
+			}
 			cancel()
 			select {
 			case <-sys.Signals:
-				fmt.Fprintln(sys.Stderr, "herald: quit; the journal is consistent, re-run to resume")
+				if sending {
+					fmt.Fprintln(sys.Stderr, "herald: quit; the journal is consistent, re-run to resume")
+				} else {
+					fmt.Fprintln(sys.Stderr, "herald: quit")
+				}
 				sys.Exit(exitInterrupted)
 			case <-finished:
 			}
@@ -195,7 +234,7 @@ func (a *app) rootCmd() *cobra.Command {
 		return &usageError{err: fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())}
 	})
 	root.AddCommand(a.initCmd(), a.validateCmd(), a.previewCmd(), a.sendCmd(), a.statusCmd(),
-		a.suppressCmd(), a.scheduleCmd(), a.serveCmd(), a.versionCmd(), a.docsCmd())
+		a.suppressCmd(), a.scheduleCmd(), a.serveCmd(), a.storeCmd(), a.versionCmd(), a.docsCmd())
 	root.InitDefaultCompletionCmd()
 	for _, c := range root.Commands() {
 		if c.Name() == "completion" {

@@ -42,6 +42,7 @@ func parseSchedule(c *campaign.Campaign) (cron.Schedule, error) {
 }
 
 func (a *app) runSchedule(ctx context.Context, paths []string) error {
+	a.sending.Store(true)
 	type entry struct {
 		path  string
 		sched cron.Schedule
@@ -101,7 +102,7 @@ func (a *app) fire(ctx context.Context, path string) {
 	var se *campaign.StopError
 	switch {
 	case err == nil:
-	case errors.As(err, &se) && se.Reason == "interrupted":
+	case errors.As(err, &se) && se.Reason == campaign.StopInterrupted:
 		a.infof("herald schedule: %s: interrupted; the next firing resumes", path)
 	default:
 		a.infof("herald schedule: %s: %v", path, err)

@@ -49,7 +49,7 @@ func (a *app) sendCmd() *cobra.Command {
 	f.IntVar(&o.workers, "workers", 0, "override the campaign's number of workers")
 	f.BoolVar(&o.yes, "yes", false, "do not ask for confirmation")
 	f.BoolVar(&o.json, "json", false, "print the summary as one JSON object on stdout")
-	f.StringVar(&o.store, "store", "", "journal file (default: HERALD_STORE, the file's store:, herald.db beside it)")
+	f.StringVar(&o.store, "store", "", "store: a file or a postgres:// URL (default: HERALD_STORE, the file's store:, herald.db beside it)")
 	f.BoolVar(&o.resendUnknown, "resend-unknown", false, "send again to recipients whose earlier outcome is unknown")
 	return c
 }
@@ -76,6 +76,7 @@ func (a *app) runSend(ctx context.Context, o sendOptions) error {
 		opts.Rate = &r
 	}
 	if !o.dryRun {
+		a.sending.Store(true)
 		opts.Warn = nil // the dry run and validate list row problems; a send counts them
 		if !o.yes && a.io.StdinTTY {
 			opts.Confirm = a.confirm
@@ -89,7 +90,8 @@ func (a *app) runSend(ctx context.Context, o sendOptions) error {
 	if err != nil {
 		return err
 	}
-	if sum.Failed > 0 || sum.Deferred > 0 {
+	// failed, deferred and unknown recipients all need a person's look: exit 1.
+	if sum.Failed > 0 || sum.Deferred > 0 || sum.Unknown > 0 {
 		return &exitError{code: exitFailed}
 	}
 	return nil
