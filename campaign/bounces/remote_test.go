@@ -145,7 +145,9 @@ type quietLogger struct{}
 func (quietLogger) Printf(string, ...any) {}
 
 // literal wraps b as an imap.LiteralReader.
-func literal(b []byte) imap.LiteralReader { return &lit{Reader: strings.NewReader(string(b)), n: int64(len(b))} }
+func literal(b []byte) imap.LiteralReader {
+	return &lit{Reader: strings.NewReader(string(b)), n: int64(len(b))}
+}
 
 type lit struct {
 	*strings.Reader
