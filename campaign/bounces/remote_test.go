@@ -96,7 +96,7 @@ func TestIMAPOverTLS(t *testing.T) {
 	}
 	r.RootCAs = pool
 	var got [][]byte
-	if err := (IMAP{r}).Each(context.Background(), func(raw []byte) error { got = append(got, raw); return nil }); err != nil {
+	if err := (IMAP{Remote: r}).Each(context.Background(), func(raw []byte) (bool, error) { got = append(got, raw); return false, nil }); err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != len(msgs) {
@@ -129,13 +129,29 @@ func TestIMAPOverTLS(t *testing.T) {
 		t.Errorf("%d of %d messages marked \\Seen", n, sel.NumMessages)
 	}
 
+	// MoveTo: the messages reported processed go to the folder, the rest stay.
+	mover := IMAP{Remote: r, MoveTo: "Processed"}
+	i := 0
+	if err := mover.Each(context.Background(), func([]byte) (bool, error) { i++; return i != 2, nil }); err != nil {
+		t.Fatal(err)
+	}
+	for folder, want := range map[string]uint32{"INBOX": 1, "Processed": 2} {
+		st, err := c.Status(folder, &imap.StatusOptions{NumMessages: true}).Wait()
+		if err != nil {
+			t.Fatalf("status %s: %v", folder, err)
+		}
+		if st.NumMessages == nil || *st.NumMessages != want {
+			t.Errorf("%s holds %v messages, want %d", folder, st.NumMessages, want)
+		}
+	}
+
 	bad, _ := ParseRemote("imaps://bounces@"+addr+"/INBOX", "imap", "wrong")
 	bad.RootCAs = pool
-	if err := (IMAP{bad}).Each(context.Background(), func([]byte) error { return nil }); err == nil || strings.Contains(err.Error(), "wrong") {
+	if err := (IMAP{Remote: bad}).Each(context.Background(), func([]byte) (bool, error) { return false, nil }); err == nil || strings.Contains(err.Error(), "wrong") {
 		t.Errorf("wrong password: %v (want an error without the password)", err)
 	}
 	untrusted, _ := ParseRemote("imaps://bounces@"+addr+"/INBOX", "imap", "pw")
-	if err := (IMAP{untrusted}).Each(context.Background(), func([]byte) error { return nil }); err == nil || !strings.Contains(err.Error(), "certificate") {
+	if err := (IMAP{Remote: untrusted}).Each(context.Background(), func([]byte) (bool, error) { return false, nil }); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("untrusted certificate: %v", err)
 	}
 }
@@ -259,7 +275,7 @@ func TestPOP3(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got []string
-	if err := (POP3{r}).Each(context.Background(), func(raw []byte) error { got = append(got, string(raw)); return nil }); err != nil {
+	if err := (POP3{r}).Each(context.Background(), func(raw []byte) (bool, error) { got = append(got, string(raw)); return false, nil }); err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != 3 {
@@ -278,7 +294,7 @@ func TestPOP3(t *testing.T) {
 		t.Errorf("the client deleted mail: %s", cmds)
 	}
 	bad, _ := ParseRemote("pop3://bounces@"+f.ln.Addr().String(), "pop3", "nope")
-	if err := (POP3{bad}).Each(context.Background(), func([]byte) error { return nil }); err == nil || !strings.Contains(err.Error(), "login") || strings.Contains(err.Error(), "nope") {
+	if err := (POP3{bad}).Each(context.Background(), func([]byte) (bool, error) { return false, nil }); err == nil || !strings.Contains(err.Error(), "login") || strings.Contains(err.Error(), "nope") {
 		t.Errorf("refused login: %v", err)
 	}
 }
