@@ -308,6 +308,11 @@ func (r *run) send(ctx context.Context) (err error) {
 	}
 	defer func() {
 		err = interrupted(ctx, sum, err)
+		if err != nil {
+			// A run stopped before its counts were taken (the store failed while the
+			// list was loaded, say) still adds up: what nothing else counts is pending.
+			sum.Pending = sum.rest()
+		}
 		sum.DurationMS = time.Since(r.start).Milliseconds()
 		if eerr := jr.End(context.WithoutCancel(ctx), sum.JSON()); eerr != nil && err == nil {
 			err = storeErr(ctx, eerr)

@@ -260,6 +260,7 @@ func (a *app) rootCmd() *cobra.Command {
 	})
 	root.AddCommand(a.initCmd(), a.validateCmd(), a.previewCmd(), a.sendCmd(), a.statusCmd(),
 		a.suppressCmd(), a.scheduleCmd(), a.serveCmd(), a.storeCmd(), a.versionCmd(), a.docsCmd())
+	root.AddCommand(a.bouncesCmd(), a.dnsCmd())
 	a.addObserveFlags(root)
 	root.InitDefaultCompletionCmd()
 	for _, c := range root.Commands() {

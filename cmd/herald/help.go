@@ -59,9 +59,12 @@ list, and that every recipient renders. Invalid and duplicate rows are listed as
 warnings. Reads the campaign file, its templates, list and suppression files; writes
 nothing.`,
 			exit: `  0    the campaign can be sent (warnings about rows may have been printed)
-  2    the campaign file, provider settings, list or a template is wrong`,
+  1    with --spam: the sample message scored at or above SpamAssassin's threshold
+  2    the campaign file, provider settings, list or a template is wrong (with
+       --strict: also a deliverability warning)`,
 			example: `  herald validate news/campaign.yaml
-  SMTP_PASSWORD=… herald validate news/campaign.yaml`,
+  SMTP_PASSWORD=… herald validate news/campaign.yaml --strict
+  herald validate news/campaign.yaml --spam`,
 		},
 		"preview": {
 			exit: `  0    the messages were written
@@ -170,6 +173,16 @@ SIGINT.`,
   1    a store could not be read or written (nothing was copied)
   2    bad usage, a missing FROM file or a malformed URL`,
 			example: `  herald store copy herald.db postgres://herald@db.internal/herald`,
+		},
+		"bounces": {
+			exit: `  0    the mailbox was read (also when nothing was found)
+  1    the mailbox or the store could not be read
+  2    bad usage`,
+		},
+		"dns": {
+			exit: `  0    the records were printed (with --check: all of them are published)
+  1    with --check: a record is missing or wrong, or could not be looked up
+  2    bad usage or campaign file`,
 		},
 		"version": {
 			exit:    `  0    always`,
