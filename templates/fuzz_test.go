@@ -2,6 +2,7 @@ package templates
 
 import (
 	"bytes"
+	"mime"
 	"net/mail"
 	"strings"
 	"testing"
@@ -52,6 +53,16 @@ func FuzzBuild(f *testing.F) {
 			if msg.Header.Get("Bcc") != "" || len(msg.Header["Cc"]) != 0 {
 				t.Fatalf("injected header:\n%s", m.Raw)
 			}
+			// What a reader shows is what was rendered: list data cannot smuggle in an
+			// encoded word of its own.
+			if subj, err := new(mime.WordDecoder).DecodeHeader(msg.Header.Get("Subject")); err != nil || subj != r.Subject {
+				t.Fatalf("Subject reads back as %q (%v), rendered %q", subj, err, r.Subject)
+			}
+			if r.ToName != "" {
+				if to, err := msg.Header.AddressList("To"); err == nil && to[0].Name != "" && to[0].Name != displayName(r.ToName) {
+					t.Fatalf("To name reads back as %q, rendered %q", to[0].Name, r.ToName)
+				}
+			}
 		}
 	})
 }
@@ -59,8 +70,8 @@ func FuzzBuild(f *testing.F) {
 func TestBuildNamesRoundTrip(t *testing.T) {
 	b := newTestBuilder(t, fixedOptions())
 	tests := []struct{ in, want string }{
-		{"\xd2\\", "\uFFFD"},
-		{`Zoë \ Back\slash`, "Zoë  Backslash"},
+		{"\xd2\\", "\uFFFD\\"},
+		{`Zoë \ Back\slash`, `Zoë \ Back\slash`},
 		{`Plain \ ASCII "q"`, `Plain \ ASCII "q"`},
 		{"Zoë (CEO), \"Z\"", "Zoë (CEO), \"Z\""},
 	}

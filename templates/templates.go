@@ -27,6 +27,8 @@ import (
 	"sync"
 	texttemplate "text/template"
 	"unicode/utf8"
+
+	"github.com/yuin/goldmark"
 )
 
 // Built-in data keys. The caller sets them in the data map of every recipient; they win
@@ -35,6 +37,10 @@ const (
 	KeyEmail          = "Email"
 	KeyUnsubscribeURL = "UnsubscribeURL"
 	KeyCampaign       = "Campaign"
+	// KeyBody and KeySubject are what a layout sees besides the recipient's data: the
+	// rendered HTML body and the subject.
+	KeyBody    = "Body"
+	KeySubject = "Subject"
 )
 
 // Names used in errors for templates that do not come from a file.
@@ -60,6 +66,16 @@ type Sources struct {
 	// ToName is an optional text/template for the To display name ("" = the `name`
 	// column if present).
 	ToName string
+	// Markdown is a text/template of a Markdown body ("" if none), instead of HTML and
+	// Text: both parts come from it. MarkdownFile is its file name, used in errors.
+	Markdown, MarkdownFile string
+	// Layout is an html/template frame for the HTML body ("" if none): it shows the body
+	// with {{ .Body }} or {{ template "body" . }} and may use the recipient's data and
+	// {{ .Subject }}. A Markdown body without a layout gets a small built-in one.
+	Layout, LayoutFile string
+	// InlineCSS moves the HTML's <style> rules into style attributes: nil means on when
+	// the HTML has a <style> element.
+	InlineCSS *bool
 }
 
 // Rendered is one recipient's rendered message parts.
@@ -72,6 +88,9 @@ type Rendered struct {
 	HTML string
 	// ToName is the To display name, trimmed and free of control characters; may be "".
 	ToName string
+	// Attachments are this recipient's own files (the caller sets them), added to the
+	// campaign's by Build.
+	Attachments []Attachment
 }
 
 // Set is the parsed templates of one campaign; parse once, render many. It is safe for
@@ -83,6 +102,14 @@ type Set struct {
 	toName  *texttemplate.Template
 
 	textFile, htmlFile string
+
+	md         *texttemplate.Template
+	mdFile     string
+	markdown   goldmark.Markdown
+	layout     *htmltemplate.Template
+	layoutFile string
+	css        *cssInliner // nil: no inlining
+	warnings   []string
 
 	// refs are the data keys each template reads at top level, found once by Parse.
 	refs []ref
@@ -163,8 +190,15 @@ func Parse(src Sources) (*Set, error) {
 		htmlFile: fileName(src.HTMLFile, "html template"),
 	}
 	s.bufs.New = func() any { return new(bytes.Buffer) }
-	if strings.TrimSpace(src.HTML) == "" && strings.TrimSpace(src.Text) == "" {
-		return nil, errors.New("templates: no body: give an html or a text template (or both)")
+	md := strings.TrimSpace(src.Markdown) != ""
+	if strings.TrimSpace(src.HTML) == "" && strings.TrimSpace(src.Text) == "" && !md {
+		return nil, errors.New("templates: no body: give a markdown, html or text template")
+	}
+	if md && (src.HTML != "" || src.Text != "") {
+		return nil, errors.New("templates: a markdown body replaces the html and text templates: give one or the other")
+	}
+	if src.Layout != "" && src.HTML == "" && !md {
+		return nil, errors.New("templates: a layout frames an html or markdown body; this campaign has neither")
 	}
 	var err error
 	if s.subject, err = parseText(subjectName, src.Subject); err != nil {
@@ -183,6 +217,51 @@ func Parse(src Sources) (*Set, error) {
 			return nil, templateError(s.htmlFile, err)
 		}
 		s.refs = append(s.refs, htmlRefs(s.html)...)
+	}
+	if md {
+		s.mdFile = fileName(src.MarkdownFile, "markdown template")
+		if s.md, err = parseMarkdownTemplate(s.mdFile, src.Markdown); err != nil {
+			return nil, err
+		}
+		s.refs = append(s.refs, textRefs(s.md)...)
+		s.markdown = newMarkdown()
+	}
+	layout, layoutFile := src.Layout, fileName(src.LayoutFile, "layout")
+	if layout == "" && md {
+		layout, layoutFile = builtinLayout, "built-in layout"
+	}
+	if layout != "" {
+		s.layoutFile = layoutFile
+		s.layout = htmltemplate.New(layoutFile).Option("missingkey=error")
+		if s.layout, err = s.layout.Parse(layout); err != nil {
+			return nil, templateError(layoutFile, err)
+		}
+		if s.layout.Lookup("body") == nil {
+			if _, err := s.layout.New("body").Parse("{{ .Body }}"); err != nil {
+				return nil, templateError(layoutFile, err)
+			}
+		}
+		for _, r := range htmlRefs(s.layout) {
+			if r.key != KeyBody && r.key != KeySubject {
+				s.refs = append(s.refs, r)
+			}
+		}
+		if !strings.Contains(layout, ".Body") && !strings.Contains(layout, `template "body"`) {
+			return nil, fmt.Errorf("%s: the layout never shows the body: put {{ .Body }} (or {{ template \"body\" . }}) where it goes", layoutFile)
+		}
+	}
+	styled := src.HTML
+	if layout != "" {
+		styled = layout
+	}
+	if src.InlineCSS != nil && *src.InlineCSS || src.InlineCSS == nil && hasStyleElement(styled) {
+		s.css = newCSSInliner()
+		if layout != "" {
+			s.warnings = append(s.warnings, cssWarnings(layoutFile, layout)...)
+		}
+		if src.HTML != "" {
+			s.warnings = append(s.warnings, cssWarnings(s.htmlFile, src.HTML)...)
+		}
 	}
 	if src.ToName != "" {
 		if s.toName, err = parseText(toNameName, src.ToName); err != nil {
@@ -241,12 +320,23 @@ func (s *Set) Check(columns []string) error {
 	if err != nil {
 		return err
 	}
+	if s.md != nil && !strings.Contains(out.HTML, checkUnsubscribeURL) {
+		file := s.mdFile
+		if s.layoutFile != "" && s.layoutFile != "built-in layout" {
+			file += " (or " + s.layoutFile + ")"
+		}
+		return fmt.Errorf("%s never shows {{ .UnsubscribeURL }}: %w", file, ErrNoUnsubscribeLink)
+	}
 	if s.text != nil && !strings.Contains(out.Text, checkUnsubscribeURL) {
 		return fmt.Errorf("%s never shows {{ .UnsubscribeURL }}: %w", s.textFile, ErrNoUnsubscribeLink)
 	}
 	if s.html != nil {
 		if !strings.Contains(out.HTML, checkUnsubscribeURL) {
-			return fmt.Errorf("%s never shows {{ .UnsubscribeURL }}: %w", s.htmlFile, ErrNoUnsubscribeLink)
+			file := s.htmlFile
+			if s.layoutFile != "" {
+				file += " (or " + s.layoutFile + ")"
+			}
+			return fmt.Errorf("%s never shows {{ .UnsubscribeURL }}: %w", file, ErrNoUnsubscribeLink)
 		}
 		if s.text == nil && !strings.Contains(out.Text, checkUnsubscribeURL) {
 			return fmt.Errorf("%s: the text part derived from it loses {{ .UnsubscribeURL }} (put it in an <a href> or in the text): %w",
@@ -274,7 +364,7 @@ func (s *Set) Render(data map[string]string) (Rendered, error) {
 
 	exec := func(file string, t interface {
 		Execute(io.Writer, any) error
-	}) (string, error) {
+	}, data any) (string, error) {
 		buf.Reset()
 		if err := t.Execute(buf, data); err != nil {
 			return "", templateError(file, err)
@@ -283,24 +373,63 @@ func (s *Set) Render(data map[string]string) (Rendered, error) {
 	}
 
 	var err error
-	if out.Subject, err = exec(subjectName, s.subject); err != nil {
+	if out.Subject, err = exec(subjectName, s.subject, data); err != nil {
 		return Rendered{}, err
 	}
 	out.Subject = HeaderText(out.Subject)
 	if s.html != nil {
-		if out.HTML, err = exec(s.htmlFile, s.html); err != nil {
+		if out.HTML, err = exec(s.htmlFile, s.html, data); err != nil {
 			return Rendered{}, err
 		}
 	}
-	if s.text != nil {
-		if out.Text, err = exec(s.textFile, s.text); err != nil {
+	if s.md != nil {
+		mdData := make(map[string]any, len(data))
+		for k, v := range data {
+			mdData[k] = v
+		}
+		if u, ok := data[KeyUnsubscribeURL]; ok {
+			mdData[KeyUnsubscribeURL] = mdSafe(u)
+		}
+		src, err := exec(s.mdFile, s.md, mdData)
+		if err != nil {
 			return Rendered{}, err
 		}
-	} else {
+		if out.HTML, out.Text, err = renderMarkdown(s.markdown, []byte(src)); err != nil {
+			return Rendered{}, fmt.Errorf("%s: %w", s.mdFile, err)
+		}
+	}
+	if s.layout != nil {
+		ld := make(map[string]any, len(data)+2)
+		for k, v := range data {
+			ld[k] = v
+		}
+		ld[KeyBody] = htmltemplate.HTML(out.HTML)
+		ld[KeySubject] = out.Subject
+		if out.HTML, err = exec(s.layoutFile, s.layout, ld); err != nil {
+			return Rendered{}, err
+		}
+	}
+	if s.css != nil && out.HTML != "" {
+		if out.HTML, err = s.css.inline(out.HTML); err != nil {
+			return Rendered{}, fmt.Errorf("inlining CSS: %w", err)
+		}
+	}
+	switch {
+	case s.text != nil:
+		if out.Text, err = exec(s.textFile, s.text, data); err != nil {
+			return Rendered{}, err
+		}
+	case s.md != nil:
+		// The text part comes from the Markdown; an unsubscribe link that only the
+		// layout shows (Check makes sure the HTML has it) gets a line of its own.
+		if u := data[KeyUnsubscribeURL]; u != "" && !strings.Contains(out.Text, u) {
+			out.Text += "\n--\nUnsubscribe: " + u + "\n"
+		}
+	default:
 		out.Text = DeriveText(out.HTML)
 	}
 	if s.toName != nil {
-		if out.ToName, err = exec(toNameName, s.toName); err != nil {
+		if out.ToName, err = exec(toNameName, s.toName, data); err != nil {
 			return Rendered{}, err
 		}
 	} else {
@@ -309,6 +438,10 @@ func (s *Set) Render(data map[string]string) (Rendered, error) {
 	out.ToName = HeaderText(out.ToName)
 	return out, nil
 }
+
+// Warnings are problems found when parsing that do not stop a campaign: CSS that
+// inlining cannot carry over.
+func (s *Set) Warnings() []string { return s.warnings }
 
 // nameColumn is the default To display name: the `name` column, matched
 // case-insensitively, or "".
