@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,11 +22,15 @@ type Recorder interface {
 	// StartClaim queues a claim; the returned func waits until it is durable.
 	StartClaim(ctx context.Context, c journal.Claim) (wait func() error)
 	Claim(ctx context.Context, c journal.Claim) error
-	Record(o journal.Outcome)
+	// RecordThen queues an outcome; done is called once, without blocking, with nil
+	// when the outcome is durable or with the error that kept it from the store.
+	RecordThen(o journal.Outcome, done func(error))
 	Err() error
 }
 
-// Counters are the live counts of a run, read by progress reporters.
+// Counters are the live counts of a run, read by progress reporters. An outcome is
+// counted once the store has recorded it; one the store could not record counts as
+// Unknown (the message may have gone, and the store does not say so).
 type Counters struct {
 	Sent, Failed, Deferred, Unknown atomic.Int64
 	// AlreadyDone counts recipients another outcome got to first (a claim refused).
@@ -37,24 +42,83 @@ func (c *Counters) Done() int64 {
 	return c.Sent.Load() + c.Failed.Load() + c.Deferred.Load() + c.Unknown.Load() + c.AlreadyDone.Load()
 }
 
+// StopReason says why a run stopped early; it is the `stopped` of the JSON summary.
+type StopReason string
+
+// The reasons a run stops before the end of the list.
+const (
+	// StopInterrupted: Ctrl-C or SIGTERM.
+	StopInterrupted StopReason = "interrupted"
+	// StopFatal: the provider said the run cannot go on (credentials, account, quota).
+	StopFatal StopReason = "fatal"
+	// StopUnreachable: connection failures in a row; the provider is down.
+	StopUnreachable StopReason = "unreachable"
+	// StopStore: the store could not be opened, read or written.
+	StopStore StopReason = "store"
+	// StopFailing: the same permanent answer to many recipients in a row, which is the
+	// campaign's or the account's fault rather than theirs.
+	StopFailing StopReason = "failing"
+)
+
 // StopError says why a run stopped before the end of the list.
 type StopError struct {
-	// Reason is "interrupted", "fatal" or "unreachable".
-	Reason string
+	Reason StopReason
 	Err    error
+	// DryRun marks a stop of a run that sends nothing (validate, send --dry-run).
+	DryRun bool
 }
 
 func (e *StopError) Error() string {
 	switch e.Reason {
-	case "interrupted":
+	case StopInterrupted:
+		if e.DryRun {
+			return "interrupted: nothing was sent"
+		}
 		return "interrupted: in-flight sends were recorded; run the same command again to resume"
-	case "unreachable":
+	case StopUnreachable:
 		return fmt.Sprintf("stopped: the provider is unreachable (%v); the rest stays pending, run again later to resume", e.Err)
+	case StopStore:
+		return fmt.Sprintf("stopped: the store cannot be used (%v); a send it did not record counts as unknown, the rest stays pending", e.Err)
+	case StopFailing:
+		return fmt.Sprintf("stopped: %d recipients in a row got the same permanent answer (%v): a fault of the campaign, the sender or the account, not of the recipients; they and the rest stay pending, fix it and run again", failingAfter, e.Err)
 	}
 	return fmt.Sprintf("stopped: %v; recipients not yet attempted stay pending", e.Err)
 }
 
 func (e *StopError) Unwrap() error { return e.Err }
+
+// RenderErrors is the error of a run in which some recipients could not be rendered:
+// a template error is not a delivery outcome, so they stay pending and a later run
+// (once the template or the row is fixed) sends them.
+type RenderErrors struct {
+	// N is the number of recipients that could not be rendered.
+	N int
+	// First holds the first errors, each naming its list line.
+	First []error
+}
+
+// maxRenderErrors is how many render errors a RenderErrors keeps.
+const maxRenderErrors = 10
+
+func (e *RenderErrors) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d recipient(s) could not be rendered and stay pending (fix the template or the list, then run again)", e.N)
+	for _, err := range e.First {
+		b.WriteString("; ")
+		b.WriteString(err.Error())
+	}
+	if e.N > len(e.First) {
+		b.WriteString("; …")
+	}
+	return b.String()
+}
+
+func (e *RenderErrors) add(err error) {
+	e.N++
+	if len(e.First) < maxRenderErrors {
+		e.First = append(e.First, err)
+	}
+}
 
 // unreachableAfter is how many connection failures in a row, with no success between
 // them, mean that the provider is down rather than one message unlucky.
@@ -79,6 +143,11 @@ type Pipeline struct {
 	Counters *Counters
 
 	connFails atomic.Int64
+	failing   streak
+	stop      context.CancelCauseFunc // stops the current Run
+
+	renderMu   sync.Mutex
+	renderErrs RenderErrors
 }
 
 // errLimit ends a feed that reached --limit.
@@ -86,7 +155,11 @@ var errLimit = errors.New("limit reached")
 
 // Run feeds recipients from feed to the workers until the feed ends, limit recipients
 // were started (limit < 0: no limit), ctx is cancelled (interrupted) or a fatal error
-// stops the run. It returns a *StopError when the run stopped early.
+// stops the run. It returns a *StopError when the run stopped early, else a
+// *RenderErrors when recipients could not be rendered (they stay pending).
+//
+// The Counters are final once the Recorder has answered every outcome (for a
+// journal.Writer: once it is closed).
 func (p *Pipeline) Run(ctx context.Context, limit int, feed func(fn func(*Recipient) error) error) error {
 	if p.Now == nil {
 		p.Now = time.Now
@@ -100,6 +173,7 @@ func (p *Pipeline) Run(ctx context.Context, limit int, feed func(fn func(*Recipi
 	}
 	stopCtx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
+	p.stop = stop
 	// Sends in flight outlive a stop by up to grace, so that their outcome is known.
 	sendCtx, cancelSends := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelSends()
@@ -130,7 +204,7 @@ func (p *Pipeline) Run(ctx context.Context, limit int, feed func(fn func(*Recipi
 			return errLimit
 		}
 		if err := p.Journal.Err(); err != nil {
-			stop(&StopError{Reason: "fatal", Err: fmt.Errorf("journal: %w", err)})
+			stop(&StopError{Reason: StopStore, Err: err})
 		}
 		select {
 		case jobs <- rc:
@@ -150,12 +224,25 @@ func (p *Pipeline) Run(ctx context.Context, limit int, feed func(fn func(*Recipi
 		}
 	}
 	if ctx.Err() != nil {
-		return &StopError{Reason: "interrupted", Err: ctx.Err()}
+		return &StopError{Reason: StopInterrupted, Err: ctx.Err()}
 	}
 	if feedErr != nil && !errors.Is(feedErr, errLimit) {
+		var ste *StoreError
+		if errors.As(feedErr, &ste) {
+			return &StopError{Reason: StopStore, Err: ste.Err}
+		}
 		return feedErr
 	}
-	return p.Journal.Err()
+	if err := p.Journal.Err(); err != nil {
+		return &StopError{Reason: StopStore, Err: err}
+	}
+	p.renderMu.Lock()
+	defer p.renderMu.Unlock()
+	if p.renderErrs.N > 0 {
+		re := p.renderErrs
+		return &re
+	}
+	return nil
 }
 
 func (p *Pipeline) warnf(format string, args ...any) {
@@ -168,7 +255,7 @@ func (p *Pipeline) warnf(format string, args ...any) {
 func (p *Pipeline) giveUp(ctx context.Context, stop context.CancelCauseFunc, rc *Recipient) {
 	if err := p.Journal.Claim(ctx, journal.Claim{Key: rc.Key, Email: rc.Email, Line: rc.Line}); err != nil {
 		if !errors.Is(err, journal.ErrNotClaimable) {
-			stop(&StopError{Reason: "fatal", Err: fmt.Errorf("journal: %w", err)})
+			stop(&StopError{Reason: StopStore, Err: err})
 		}
 		return
 	}
@@ -190,11 +277,16 @@ func (p *Pipeline) handle(stopCtx, sendCtx context.Context, stop context.CancelC
 			p.Counters.AlreadyDone.Add(1)
 			return
 		}
-		stop(&StopError{Reason: "fatal", Err: fmt.Errorf("journal: %w", err)})
+		stop(&StopError{Reason: StopStore, Err: err})
 		return
 	}
 	if renderErr != nil {
-		p.record(rc, journal.Outcome{State: journal.Failed, Reason: "render: " + renderErr.Error()})
+		// Not a delivery outcome: release the claim, so that a later run sends it.
+		p.record(rc, journal.Outcome{State: journal.Pending})
+		p.warnf("%v: left pending", renderErr)
+		p.renderMu.Lock()
+		p.renderErrs.add(renderErr)
+		p.renderMu.Unlock()
 		return
 	}
 	first := p.Now()
@@ -205,6 +297,7 @@ func (p *Pipeline) handle(stopCtx, sendCtx context.Context, stop context.CancelC
 		receipt, err := p.Provider.Send(sendCtx, msg)
 		if err == nil {
 			p.connFails.Store(0)
+			p.failing.success()
 			p.record(rc, journal.Outcome{State: journal.Sent, ProviderID: receipt.MessageID})
 			return
 		}
@@ -215,9 +308,7 @@ func (p *Pipeline) handle(stopCtx, sendCtx context.Context, stop context.CancelC
 		}
 		switch providers.KindOf(err) {
 		case providers.Permanent:
-			o.State = journal.Failed
-			o.Suppress = pe != nil && pe.Bounce
-			p.record(rc, o)
+			p.permanent(stop, rc, o, err)
 			return
 		case providers.Unknown:
 			o.State = journal.Unknown
@@ -226,7 +317,7 @@ func (p *Pipeline) handle(stopCtx, sendCtx context.Context, stop context.CancelC
 		case providers.Fatal:
 			o.State = journal.Pending // never handed over: release the claim
 			p.record(rc, o)
-			stop(&StopError{Reason: "fatal", Err: err})
+			stop(&StopError{Reason: StopFatal, Err: err})
 			return
 		}
 		// Temporary.
@@ -236,7 +327,7 @@ func (p *Pipeline) handle(stopCtx, sendCtx context.Context, stop context.CancelC
 			p.connFails.Store(0)
 		}
 		if p.connFails.Load() >= unreachableAfter {
-			stop(&StopError{Reason: "unreachable", Err: err})
+			stop(&StopError{Reason: StopUnreachable, Err: err})
 		}
 		if pe != nil && pe.SlowDown {
 			p.slowDown()
@@ -278,19 +369,55 @@ func (p *Pipeline) defer_(rc *Recipient, o journal.Outcome, first time.Time, exh
 	p.record(rc, o)
 }
 
+// permanent records a permanent answer, through the breaker for campaign-wide
+// rejections.
+func (p *Pipeline) permanent(stop context.CancelCauseFunc, rc *Recipient, o journal.Outcome, err error) {
+	v, reopen := p.failing.permanent(rc, err)
+	switch v {
+	case recordFailed:
+		o.State = journal.Failed
+		pe := providers.AsError(err)
+		o.Suppress = pe != nil && pe.Bounce
+		p.record(rc, o)
+	case releaseAndTrip:
+		for _, back := range reopen {
+			p.record(back, journal.Outcome{State: journal.Pending, Reopen: true})
+		}
+		p.record(rc, journal.Outcome{State: journal.Pending})
+		stop(&StopError{Reason: StopFailing, Err: err})
+	case release:
+		p.record(rc, journal.Outcome{State: journal.Pending})
+	}
+}
+
+// record queues an outcome; the counters follow what the store recorded. An outcome
+// the store could not record counts as unknown (the journal keeps the claim, which the
+// next run turns `unknown`) and stops the run.
 func (p *Pipeline) record(rc *Recipient, o journal.Outcome) {
 	o.Key, o.Email = rc.Key, rc.Email
-	p.Journal.Record(o)
-	switch o.State {
-	case journal.Sent:
-		p.Counters.Sent.Add(1)
-	case journal.Failed:
-		p.Counters.Failed.Add(1)
-	case journal.Deferred:
-		p.Counters.Deferred.Add(1)
-	case journal.Unknown:
-		p.Counters.Unknown.Add(1)
-	}
+	p.Journal.RecordThen(o, func(err error) {
+		if err != nil {
+			if !o.Reopen {
+				p.Counters.Unknown.Add(1)
+			}
+			if p.stop != nil {
+				p.stop(&StopError{Reason: StopStore, Err: err})
+			}
+			return
+		}
+		switch {
+		case o.Reopen:
+			p.Counters.Failed.Add(-1)
+		case o.State == journal.Sent:
+			p.Counters.Sent.Add(1)
+		case o.State == journal.Failed:
+			p.Counters.Failed.Add(1)
+		case o.State == journal.Deferred:
+			p.Counters.Deferred.Add(1)
+		case o.State == journal.Unknown:
+			p.Counters.Unknown.Add(1)
+		}
+	})
 }
 
 // backoff is the wait before attempt+1: exponential from Retry.Backoff, capped at

@@ -30,9 +30,11 @@ type Summary struct {
 	DryRun     bool    `json:"dry_run"`
 	DurationMS int64   `json:"duration_ms"`
 	RatePerS   float64 `json:"rate_per_s"`
-	// Stopped says why the run ended early: "interrupted", "fatal" or "unreachable".
-	Stopped string `json:"stopped,omitempty"`
-	// Error is the message of the error that stopped the run.
+	// Stopped says why the run ended early: "interrupted", "fatal", "unreachable",
+	// "store" or "failing".
+	Stopped StopReason `json:"stopped,omitempty"`
+	// Error is the message of the error that stopped the run, or that says which
+	// recipients could not be rendered (they stay pending).
 	Error string `json:"error,omitempty"`
 }
 
@@ -139,6 +141,7 @@ func ProviderSpec(c *Campaign, env Env) providers.Spec {
 		Getenv:   env.getenv,
 		Warnf:    env.warnf,
 		Campaign: c.Name,
+		Headers:  c.Headers,
 	}
 }
 
@@ -183,6 +186,14 @@ func Send(ctx context.Context, c *Campaign, o SendOptions, env Env) (sum *Summar
 	defer func() {
 		err = interrupted(ctx, sum, err)
 		sum.DurationMS = time.Since(start).Milliseconds()
+		var se *StopError
+		var re *RenderErrors
+		switch {
+		case errors.As(err, &se):
+			sum.Stopped, sum.Error = se.Reason, se.Error()
+		case errors.As(err, &re):
+			sum.Error = re.Error()
+		}
 	}()
 	if o.Limit < -1 {
 		return sum, configErr("--limit must be 0 or more")
@@ -194,24 +205,31 @@ func Send(ctx context.Context, c *Campaign, o SendOptions, env Env) (sum *Summar
 	var store *journal.Store
 	if !o.DryRun {
 		release, err := journal.Lock(o.Store, c.Name)
-		if err != nil {
+		var le *journal.LockedError
+		if errors.As(err, &le) {
 			return sum, err
+		}
+		if err != nil {
+			return sum, storeErr(ctx, err)
 		}
 		defer release()
 		if store, err = journal.Open(ctx, o.Store, journal.Options{Now: env.Now}); err != nil {
-			return sum, err
+			return sum, storeErr(ctx, err)
 		}
 		defer store.Close()
 	} else if _, err := os.Stat(o.Store); err == nil {
 		// A dry run reads an existing journal (to count what is already done) and
 		// writes nothing.
 		if store, err = journal.Open(ctx, o.Store, journal.Options{Now: env.Now}); err != nil {
-			return sum, err
+			return sum, storeErr(ctx, err)
 		}
 		defer store.Close()
 	}
 	secret, err := Secret(ctx, store, env.getenv)
 	if err != nil {
+		if store != nil && env.getenv("HERALD_SECRET") == "" {
+			err = storeErr(ctx, err)
+		}
 		return sum, err
 	}
 	src := &Source{Campaign: c, Now: env.Now, Warn: o.Warn, ResendUnknown: o.ResendUnknown}
@@ -276,7 +294,7 @@ func (r *run) send(ctx context.Context) (err error) {
 	// send with --resend-unknown, which turns them `pending` once the user said yes).
 	runID, recovered, err := r.store.BeginRun(ctx, c.Name, false)
 	if err != nil {
-		return err
+		return storeErr(ctx, err)
 	}
 	if recovered > 0 {
 		env.warnf("%d recipient(s) were being sent when an earlier run died: now `unknown` (see `herald status --failed`; `send --resend-unknown` sends them again)", recovered)
@@ -287,12 +305,18 @@ func (r *run) send(ctx context.Context) (err error) {
 		_ = r.store.EndRun(context.WithoutCancel(ctx), runID, sum.JSON())
 	}()
 
-	// The first pass counts (for the question, the progress bar and the summary); the
-	// list is streamed twice rather than held in memory.
+	// The first pass counts (for the question, the progress bar and the summary) and
+	// renders the recipients about to be sent, so that a template that fails for a row
+	// stops the run before anything is sent; the list is streamed twice rather than held
+	// in memory.
 	r.src.Warn = nil
-	plan, err := r.src.Scan(ctx, func(*Recipient) error { return nil })
+	plan, err := r.src.Scan(ctx, r.rehearse(o.Limit))
 	sum.Total, sum.Skipped = plan.Total, plan.Skipped
 	if err != nil {
+		var ste *StoreError
+		if errors.As(err, &ste) {
+			return storeErr(ctx, err)
+		}
 		return err
 	}
 	toSend := plan.ToSend
@@ -318,7 +342,7 @@ func (r *run) send(ctx context.Context) (err error) {
 	}
 	if o.ResendUnknown {
 		if _, err := r.store.ResendUnknown(ctx, c.Name); err != nil {
-			return err
+			return storeErr(ctx, err)
 		}
 		r.src.ResendUnknown = false // they are pending now
 	}
@@ -343,8 +367,12 @@ func (r *run) send(ctx context.Context) (err error) {
 		_, err := r.src.Scan(ctx, fn)
 		return err
 	})
-	if err := w.Close(); err != nil && runErr == nil {
-		runErr = fmt.Errorf("journal: %w", err)
+	// Closing the writer commits what is queued; the counters are final after it.
+	if err := w.Close(); err != nil {
+		var se *StopError
+		if !errors.As(runErr, &se) {
+			runErr = storeErr(ctx, err)
+		}
 	}
 	sum.Sent = int(pl.Counters.Sent.Load())
 	sum.Failed = int(pl.Counters.Failed.Load())
@@ -355,12 +383,38 @@ func (r *run) send(ctx context.Context) (err error) {
 	if el := time.Since(sendStart).Seconds(); el > 0 {
 		sum.RatePerS = math.Round(float64(sum.Sent)/el*10) / 10
 	}
-	var se *StopError
-	if errors.As(runErr, &se) {
-		sum.Stopped = se.Reason
-		sum.Error = se.Error()
-	}
 	return runErr
+}
+
+// rehearse is the first pass's callback: it renders the first limit recipients to send
+// (limit < 0: all) and returns a *ConfigError for the first that cannot be rendered,
+// which ends the pass; nothing has been sent then.
+func (r *run) rehearse(limit int) func(*Recipient) error {
+	n := 0
+	return func(rc *Recipient) error {
+		if rc.GiveUp || (limit >= 0 && n >= limit) {
+			return nil
+		}
+		n++
+		if _, err := r.renderer.Message(rc); err != nil {
+			return &ConfigError{Err: fmt.Errorf("%w; nothing was sent", err)}
+		}
+		return nil
+	}
+}
+
+// storeErr makes err, a failure of the store, the *StopError that stops a run; a
+// failure because ctx was cancelled is left for interrupted to report.
+func storeErr(ctx context.Context, err error) error {
+	var se *StopError
+	if errors.As(err, &se) || ctx.Err() != nil {
+		return err
+	}
+	var ste *StoreError
+	if errors.As(err, &ste) {
+		err = ste.Err
+	}
+	return &StopError{Reason: StopStore, Err: err}
 }
 
 // open opens the provider and fits the plan to what it allows: the lower of the
@@ -370,7 +424,7 @@ func (r *run) open(ctx context.Context, p *Plan) (providers.Provider, error) {
 	if err != nil {
 		var pe *providers.Error
 		if errors.As(err, &pe) {
-			return nil, &StopError{Reason: "fatal", Err: err}
+			return nil, &StopError{Reason: StopFatal, Err: err}
 		}
 		return nil, &ConfigError{Err: err}
 	}
@@ -412,7 +466,7 @@ func interrupted(ctx context.Context, sum *Summary, err error) error {
 	if err == nil || ctx.Err() == nil || errors.As(err, &se) {
 		return err
 	}
-	se = &StopError{Reason: "interrupted", Err: err}
+	se = &StopError{Reason: StopInterrupted, Err: err, DryRun: sum.DryRun}
 	sum.Stopped, sum.Error = se.Reason, se.Error()
 	sum.Pending = sum.rest()
 	return se

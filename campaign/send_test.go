@@ -345,3 +345,63 @@ func mustRead(t *testing.T, path string) string {
 	}
 	return string(b)
 }
+
+// A template that fails for a row about to be sent stops send before anything is sent
+// (a *ConfigError naming the line); nothing is journalled as failed, and once the row is
+// fixed the next run sends everyone (issue 13 item 2).
+func TestSendRefusesUpFrontWhenARowCannotBeRendered(t *testing.T) {
+	f := newFixture(t, 4, "  kind: file\n  dir: outbox", "")
+	f.write("campaign.yaml", strings.Replace(mustRead(t, f.path), `subject: "Hi {{ .first_name }}"`,
+		`subject: '{{ printf "%c" (index .first_name 0) }} news'`, 1))
+	f.write("subscribers.csv", "email,first_name\na@example.org,Ann\nb@example.org,\nc@example.org,Cy\n")
+	sum, err := f.send(-1, SendOptions{})
+	var ce *ConfigError
+	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "line 3") || !strings.Contains(err.Error(), "nothing was sent") {
+		t.Fatalf("err = %v, want a ConfigError naming line 3", err)
+	}
+	if sum.Sent != 0 {
+		t.Fatalf("sent %d", sum.Sent)
+	}
+	if n := len(outboxFiles(t, f)); n != 0 {
+		t.Fatalf("%d message(s) written", n)
+	}
+	if c := f.counts(); c[journal.Failed]+c[journal.Sent]+c[journal.Sending] != 0 {
+		t.Fatalf("journal %v after a refused run", c)
+	}
+	// With --limit 1 only the first row is about to be sent: it goes.
+	if sum, err := f.send(1, SendOptions{}); err != nil || sum.Sent != 1 {
+		t.Fatalf("--limit 1: %v, %s", err, sum.JSON())
+	}
+	f.write("subscribers.csv", "email,first_name\na@example.org,Ann\nb@example.org,Bo\nc@example.org,Cy\n")
+	sum, err = f.send(-1, SendOptions{})
+	if err != nil || sum.Sent != 2 || sum.Skipped.AlreadyDone != 1 {
+		t.Fatalf("after the fix: %v, %s; want 2 sent, 1 already done", err, sum.JSON())
+	}
+}
+
+func outboxFiles(t *testing.T, f *fixture) []os.DirEntry {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(f.dir, "outbox"))
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	return ents
+}
+
+// A store that cannot be used stops the run with reason "store" in the summary
+// (issue 13 item 6).
+func TestSendStoreThatCannotBeUsed(t *testing.T) {
+	f := newFixture(t, 3, "  kind: file\n  dir: outbox", "")
+	f.write("herald.db", strings.Repeat("this is not a database\n", 200))
+	sum, err := f.send(-1, SendOptions{})
+	var se *StopError
+	if !errors.As(err, &se) || se.Reason != StopStore {
+		t.Fatalf("err = %v, want a store stop", err)
+	}
+	if sum.Stopped != StopStore || !strings.Contains(sum.Error, "herald.db") {
+		t.Fatalf("summary %s: want stopped store and an error naming the store", sum.JSON())
+	}
+	if sum.Sent != 0 || len(outboxFiles(t, f)) != 0 {
+		t.Fatalf("sent with a broken store: %s", sum.JSON())
+	}
+}

@@ -26,6 +26,13 @@ type Recipient struct {
 	GiveUp bool
 }
 
+// StoreError is a failure of the store (the journal) met while reading the list
+// against it: not a problem of the list.
+type StoreError struct{ Err error }
+
+func (e *StoreError) Error() string { return e.Err.Error() }
+func (e *StoreError) Unwrap() error { return e.Err }
+
 // Skipped counts rows that are not sent, by reason.
 type Skipped struct {
 	Invalid     int `json:"invalid"`
@@ -169,10 +176,10 @@ func (s *Source) Scan(ctx context.Context, fn func(*Recipient) error) (ScanResul
 		if s.Journal != nil {
 			var err error
 			if supp, err = s.Journal.Suppressed(ctx, keys); err != nil {
-				return err
+				return &StoreError{Err: err}
 			}
 			if entries, err = s.Journal.Lookup(ctx, s.Campaign.Name, keys); err != nil {
-				return err
+				return &StoreError{Err: err}
 			}
 		}
 		t := now()

@@ -2,6 +2,7 @@ package campaign
 
 import (
 	"context"
+	"errors"
 	"os"
 
 	"github.com/heraldmail/herald/campaign/journal"
@@ -72,15 +73,25 @@ func ReadStatus(ctx context.Context, c *Campaign, storePath string, rows bool, e
 	st.Unknown = counts[journal.Unknown]
 	st.Pending = counts[journal.Pending]
 	src := &Source{Campaign: c, Journal: store, Now: env.Now}
-	if res, err := src.Scan(ctx, func(*Recipient) error { return nil }); err == nil {
+	res, err := src.Scan(ctx, func(*Recipient) error { return nil })
+	var ste *StoreError
+	switch {
+	case errors.As(err, &ste):
+		// The store, not the list, failed: that is the answer.
+		return st, ste.Err
+	case err == nil:
 		st.Total = res.Total
 		st.Pending = res.ToSend - res.Retries
 		sk := res.Skipped
 		st.Skipped = &sk
-	} else {
+	default:
 		st.ListError = err.Error()
 	}
-	if run, ok, err := store.LastRun(ctx, c.Name); err == nil && ok {
+	run, ok, err := store.LastRun(ctx, c.Name)
+	if err != nil {
+		return st, err
+	}
+	if ok {
 		st.LastRun = &RunSummary{Started: run.Started.Format("2006-01-02 15:04:05"), PID: run.PID}
 		if !run.Ended.IsZero() {
 			st.LastRun.Ended = run.Ended.Format("2006-01-02 15:04:05")

@@ -16,6 +16,7 @@ package lists
 import (
 	"bufio"
 	"bytes"
+	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
@@ -124,24 +125,20 @@ func (row *Row) Data(columns []string) map[string]string {
 	return m
 }
 
-// fieldPos is where a field starts in the input.
-type fieldPos struct{ line, col int }
-
-// Reader reads the data rows of a list one at a time.
+// Reader reads the data rows of a list one at a time. The CSV itself is
+// parsed by encoding/csv; Reader adds what a subscriber list needs around
+// it: the byte-order mark, delimiter detection, encodings, a UTF-8 check and
+// a record-size cap (see input), the header checks, and errors that name
+// the file, line and column.
 type Reader struct {
-	name      string
-	br        *bufio.Reader
-	delim     []byte
-	checkUTF8 bool
+	name  string
+	csv   *csv.Reader
+	in    *input
+	delim []byte
 
 	columns    []string
 	emailIndex int
 
-	line  int    // number of physical lines read so far
-	long  []byte // assembles a physical line longer than the buffer
-	rec   []byte // the current record's field contents, back to back
-	ends  []int  // end offset in rec of each field
-	pos   []fieldPos
 	start int   // line where the current record starts
 	err   error // sticky error
 }
@@ -164,20 +161,24 @@ func newReader(r io.Reader, o Options, emailColumns []string) (*Reader, error) {
 	if err != nil {
 		return nil, rd.errorf(0, 0, "%s", err.Error())
 	}
-	rd.checkUTF8 = utf8Input
-	rd.br = bufio.NewReaderSize(src, bufferSize)
-	if b, _ := rd.br.Peek(len(utf8BOM)); string(b) == utf8BOM {
-		_, _ = rd.br.Discard(len(utf8BOM))
+	br := bufio.NewReaderSize(src, bufferSize)
+	if b, _ := br.Peek(len(utf8BOM)); string(b) == utf8BOM {
+		_, _ = br.Discard(len(utf8BOM))
 	}
-	if o.Delimiter != 0 {
-		if o.Delimiter == '"' || o.Delimiter == '\r' || o.Delimiter == '\n' ||
-			!utf8.ValidRune(o.Delimiter) || o.Delimiter == utf8.RuneError {
-			return nil, rd.errorf(0, 0, "invalid delimiter %q", o.Delimiter)
+	delim := o.Delimiter
+	if delim != 0 {
+		if delim == '"' || delim == '\r' || delim == '\n' ||
+			!utf8.ValidRune(delim) || delim == utf8.RuneError {
+			return nil, rd.errorf(0, 0, "invalid delimiter %q", delim)
 		}
-		rd.delim = utf8.AppendRune(nil, o.Delimiter)
 	} else {
-		rd.delim = []byte{rd.detectDelimiter()}
+		delim = rune(detectDelimiter(br))
 	}
+	rd.delim = utf8.AppendRune(nil, delim)
+	rd.in = &input{r: br, name: o.Name, checkUTF8: utf8Input, recLine: 1}
+	rd.csv = csv.NewReader(rd.in)
+	rd.csv.Comma = delim
+	rd.csv.FieldsPerRecord = -1 // checked here, with a message of our own
 	if err := rd.readHeader(emailColumns); err != nil {
 		return nil, err
 	}
@@ -206,8 +207,8 @@ func decode(r io.Reader, name string) (io.Reader, bool, error) {
 
 // detectDelimiter looks at the header line (as much of it as fits in the
 // buffer) and returns the most frequent of ',', ';' and '\t' outside quotes.
-func (rd *Reader) detectDelimiter() byte {
-	b, _ := rd.br.Peek(bufferSize)
+func detectDelimiter(br *bufio.Reader) byte {
+	b, _ := br.Peek(bufferSize)
 	var comma, semi, tab int
 	inQuote := false
 scan:
@@ -246,27 +247,25 @@ scan:
 // readHeader reads the header row, trims the names and finds the address
 // column.
 func (rd *Reader) readHeader(emailColumns []string) error {
-	if err := rd.readRecord(); err != nil {
+	rec, err := rd.read()
+	if err != nil {
 		if err == io.EOF {
 			return rd.errorf(1, 0, "empty file: no header row")
 		}
 		return err
 	}
-	n := len(rd.ends)
+	n := len(rec)
 	rd.columns = make([]string, n)
 	seen := make(map[string]int, n)
-	s := string(rd.rec)
-	prev := 0
-	for i, end := range rd.ends {
-		name := strings.TrimSpace(s[prev:end])
-		prev = end
-		p := rd.pos[i]
+	for i, field := range rec {
+		name := strings.TrimSpace(field)
+		line, col := rd.csv.FieldPos(i)
 		if name == "" {
-			return rd.errorf(p.line, p.col, "column %d has an empty name", i+1)
+			return rd.errorf(line, col, "column %d has an empty name", i+1)
 		}
 		lower := strings.ToLower(name)
 		if j, dup := seen[lower]; dup {
-			return rd.errorf(p.line, p.col, "duplicate column name: %q (column %d) and %q (column %d)",
+			return rd.errorf(line, col, "duplicate column name: %q (column %d) and %q (column %d)",
 				rd.columns[j], j+1, name, i+1)
 		}
 		seen[lower] = i
@@ -298,10 +297,7 @@ func (rd *Reader) Columns() []string { return rd.columns }
 func (rd *Reader) EmailIndex() int { return rd.emailIndex }
 
 // Delimiter returns the field delimiter in use (given or detected).
-func (rd *Reader) Delimiter() rune {
-	r, _ := utf8.DecodeRune(rd.delim)
-	return r
-}
+func (rd *Reader) Delimiter() rune { return rd.csv.Comma }
 
 // Next returns the next data row, io.EOF after the last one, or an *Error
 // for a structural problem. Blank lines are skipped. After an error, Next
@@ -310,20 +306,14 @@ func (rd *Reader) Next() (*Row, error) {
 	if rd.err != nil {
 		return nil, rd.err
 	}
-	if err := rd.readRecord(); err != nil {
+	fields, err := rd.read()
+	if err != nil {
 		rd.err = err
 		return nil, err
 	}
-	if len(rd.ends) != len(rd.columns) {
-		rd.err = rd.errorf(rd.start, 0, "%d fields, header has %d", len(rd.ends), len(rd.columns))
+	if len(fields) != len(rd.columns) {
+		rd.err = rd.errorf(rd.start, 0, "%d fields, header has %d", len(fields), len(rd.columns))
 		return nil, rd.err
-	}
-	s := string(rd.rec)
-	fields := make([]string, len(rd.ends))
-	prev := 0
-	for i, end := range rd.ends {
-		fields[i] = s[prev:end]
-		prev = end
 	}
 	email := strings.TrimSpace(fields[rd.emailIndex])
 	fields[rd.emailIndex] = email
@@ -336,175 +326,244 @@ func (rd *Reader) Next() (*Row, error) {
 	}, nil
 }
 
+// read returns the next record from encoding/csv, with its errors turned
+// into *Error.
+func (rd *Reader) read() ([]string, error) {
+	rec, err := rd.csv.Read()
+	if err == nil {
+		rd.start, _ = rd.csv.FieldPos(0)
+		rd.in.startRecord(rd.csv.InputOffset())
+		return rec, nil
+	}
+	var (
+		e  *Error
+		pe *csv.ParseError
+	)
+	switch {
+	case err == io.EOF:
+		return nil, io.EOF
+	case errors.As(err, &e):
+		return nil, e
+	case errors.As(err, &pe):
+		return nil, rd.parseError(pe)
+	default:
+		return nil, fmt.Errorf("%s: reading line %d: %w", displayName(rd.name), rd.in.line+1, err)
+	}
+}
+
+// parseError words an encoding/csv error the way herald reports list
+// problems.
+func (rd *Reader) parseError(pe *csv.ParseError) *Error {
+	switch pe.Err {
+	case csv.ErrBareQuote:
+		return rd.errorf(pe.Line, pe.Column,
+			`bare " in unquoted field (quote the whole field and double the quote: "a ""b"" c")`)
+	case csv.ErrQuote:
+		if e := rd.quoteError(); e != nil {
+			return e
+		}
+		return rd.errorf(pe.Line, pe.Column, `extraneous or missing " in quoted field`)
+	default:
+		return rd.errorf(pe.Line, pe.Column, "%v", pe.Err)
+	}
+}
+
+// quoteError places a csv.ErrQuote. encoding/csv reports where it noticed
+// the problem (for an unterminated field, the end of the input); a person
+// fixing the file needs the field's opening quote. The bytes of the record
+// are walked field by field, without unescaping anything, to find it. It
+// returns nil when the record holds no such problem.
+func (rd *Reader) quoteError() *Error {
+	b, _ := rd.in.record()
+	for n := lineBreak(b); n > 0; n = lineBreak(b) { // blank lines before the record
+		b = b[n:]
+	}
+	line, col := rd.in.recordLine(), 1
+	for len(b) > 0 {
+		if b[0] != '"' {
+			i := bytes.Index(b, rd.delim)
+			if nl := bytes.IndexByte(b, '\n'); i < 0 || (nl >= 0 && nl < i) {
+				return nil // the record ends without a quoted field in error
+			}
+			b, col = b[i+len(rd.delim):], col+i+len(rd.delim)
+			continue
+		}
+		qLine, qCol := line, col
+		b, col = b[1:], col+1
+		for {
+			i := bytes.IndexByte(b, '"')
+			if i < 0 {
+				return rd.errorf(qLine, qCol, "unterminated quoted field")
+			}
+			if n := bytes.Count(b[:i], []byte{'\n'}); n > 0 {
+				line, col = line+n, i-bytes.LastIndexByte(b[:i], '\n')
+			} else {
+				col += i
+			}
+			b, col = b[i+1:], col+1 // past the quote
+			if len(b) > 0 && b[0] == '"' {
+				b, col = b[1:], col+1 // a doubled quote
+				continue
+			}
+			break
+		}
+		switch {
+		case bytes.HasPrefix(b, rd.delim):
+			b, col = b[len(rd.delim):], col+len(rd.delim)
+		case len(b) == 0 || lineBreak(b) > 0:
+			return nil
+		default:
+			return rd.errorf(line, col,
+				"unexpected text after the closing quote of the field at line %d column %d", qLine, qCol)
+		}
+	}
+	return nil
+}
+
+// lineBreak returns the length of the line break at the start of b ("\n" or
+// "\r\n"), or 0.
+func lineBreak(b []byte) int {
+	switch {
+	case len(b) > 0 && b[0] == '\n':
+		return 1
+	case len(b) > 1 && b[0] == '\r' && b[1] == '\n':
+		return 2
+	}
+	return 0
+}
+
 // errorf builds an *Error for this list.
 func (rd *Reader) errorf(line, col int, format string, args ...any) *Error {
 	return &Error{File: rd.name, Line: line, Column: col, Reason: fmt.Sprintf(format, args...)}
 }
 
-// readLine returns the next physical line including its line break (the
-// last line may have none), or io.EOF when there is no more input. The
-// slice is valid until the next call.
-func (rd *Reader) readLine() ([]byte, error) {
-	line, err := rd.br.ReadSlice('\n')
-	if err == bufio.ErrBufferFull {
-		rd.long = append(rd.long[:0], line...)
-		for err == bufio.ErrBufferFull {
-			if len(rd.long) > MaxRecordBytes {
-				return nil, rd.errorf(rd.line+1, 0, "line longer than %d bytes", MaxRecordBytes)
+// csvBuffer is the size of encoding/csv's own input buffer: how far it
+// reads ahead of the record it returns.
+const csvBuffer = 4096
+
+// input is the text that encoding/csv parses. On its way through it checks
+// that UTF-8 input is valid (encoding/csv passes invalid bytes on), stops a
+// record that grows past MaxRecordBytes (encoding/csv would buffer it
+// whole), counts lines for those errors, and keeps the bytes of the current
+// record so that a quote error can be placed (Reader.quoteError).
+type input struct {
+	r         io.Reader
+	name      string
+	checkUTF8 bool
+
+	pending []byte // the start of a UTF-8 sequence split between two reads
+	kept    []byte // the bytes delivered from offset base on
+	base    int64
+	off     int64 // bytes delivered
+	line    int   // line breaks delivered
+	lineAt  int64 // offset just after the last line break delivered
+	recAt   int64 // offset where the current record starts
+	recLine int   // line of the byte at recAt
+	err     error // sticky
+}
+
+// Read fills p with checked input.
+func (in *input) Read(p []byte) (int, error) {
+	for in.err == nil {
+		k := copy(p, in.pending)
+		in.pending = in.pending[:copy(in.pending, in.pending[k:])]
+		n, rerr := in.r.Read(p[k:])
+		n += k
+		good := n
+		if in.checkUTF8 && !utf8.Valid(p[:n]) {
+			good = validPrefix(p[:n])
+			rest := p[good:n]
+			if rerr == nil && len(rest) < utf8.UTFMax && !utf8.FullRune(rest) {
+				in.pending = append(in.pending, rest...) // completed by the next read
+			} else {
+				in.deliver(p[:good])
+				in.err = invalidUTF8(in.name, in.line+1, int(in.off-in.lineAt), rest)
+				return good, nil
 			}
-			line, err = rd.br.ReadSlice('\n')
-			rd.long = append(rd.long, line...)
 		}
-		line = rd.long
-	}
-	if len(line) == 0 {
-		if err == nil || err == io.EOF {
-			return nil, io.EOF
+		in.deliver(p[:good])
+		if in.off-in.recAt > MaxRecordBytes+csvBuffer {
+			in.err = &Error{File: in.name, Line: in.recordLine(), Reason: fmt.Sprintf(
+				"record longer than %d bytes (an unterminated quoted field?)", MaxRecordBytes)}
+			return good, nil
 		}
-		return nil, rd.readError(err)
+		if rerr != nil {
+			if rerr == io.EOF && len(in.pending) > 0 {
+				in.err = invalidUTF8(in.name, in.line+1, int(in.off-in.lineAt), in.pending)
+				return good, nil
+			}
+			in.err = rerr
+			return good, nil
+		}
+		if good > 0 {
+			return good, nil
+		}
 	}
-	if err != nil && err != io.EOF {
-		return nil, rd.readError(err)
-	}
-	rd.line++
-	if rd.checkUTF8 && !utf8.Valid(line) {
-		return nil, rd.invalidUTF8(line)
-	}
-	return line, nil
+	return 0, in.err
 }
 
-// readError wraps an error of the underlying reader.
-func (rd *Reader) readError(err error) error {
-	var e *Error
-	if errors.As(err, &e) {
-		return err
+// deliver accounts for bytes handed to encoding/csv.
+func (in *input) deliver(b []byte) {
+	if n := bytes.Count(b, []byte{'\n'}); n > 0 {
+		in.line += n
+		in.lineAt = in.off + int64(bytes.LastIndexByte(b, '\n')) + 1
 	}
-	return fmt.Errorf("%s: reading line %d: %w", displayName(rd.name), rd.line+1, err)
+	in.off += int64(len(b))
+	in.kept = append(in.kept, b...)
 }
 
-// invalidUTF8 reports the first byte of line that is not valid UTF-8.
-func (rd *Reader) invalidUTF8(line []byte) *Error {
+// startRecord notes that the next record starts at offset off and lets go
+// of the bytes before it (in chunks, so that the copying stays small).
+func (in *input) startRecord(off int64) {
+	i := int(off - in.base)
+	in.recLine += bytes.Count(in.kept[in.recAt-in.base:i], []byte{'\n'})
+	in.recAt = off
+	if i == len(in.kept) || i >= 32<<10 {
+		in.kept = in.kept[:copy(in.kept, in.kept[i:])]
+		in.base = off
+	}
+}
+
+// record returns the bytes delivered from the start of the current record
+// on, and the line where they start.
+func (in *input) record() ([]byte, int) {
+	return in.kept[in.recAt-in.base:], in.recLine
+}
+
+// recordLine returns the line where the current record starts, after any
+// blank lines.
+func (in *input) recordLine() int {
+	b, line := in.record()
+	for n := lineBreak(b); n > 0; n = lineBreak(b) {
+		b, line = b[n:], line+1
+	}
+	return line
+}
+
+// validPrefix returns the length of the longest valid UTF-8 prefix of b.
+func validPrefix(b []byte) int {
 	i := 0
-	for i < len(line) {
-		r, size := utf8.DecodeRune(line[i:])
+	for i < len(b) {
+		if b[i] < utf8.RuneSelf {
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(b[i:])
 		if r == utf8.RuneError && size <= 1 {
 			break
 		}
 		i += size
 	}
+	return i
+}
+
+// invalidUTF8 reports the invalid byte bad[0] of the text at line, col
+// bytes into it.
+func invalidUTF8(name string, line, col int, bad []byte) *Error {
 	b := byte(0)
-	if i < len(line) {
-		b = line[i]
+	if len(bad) > 0 {
+		b = bad[0]
 	}
-	return rd.errorf(rd.line, i+1,
-		"text is not valid UTF-8 (byte 0x%02X); set list_encoding to the file's encoding (e.g. latin1, windows-1252)", b)
-}
-
-// trimEOL removes a trailing "\n" or "\r\n" (or a lone "\r" at the end of
-// the input) and reports whether a line break was removed.
-func trimEOL(line []byte) ([]byte, bool) {
-	n := len(line)
-	if n > 0 && line[n-1] == '\n' {
-		n--
-		if n > 0 && line[n-1] == '\r' {
-			n--
-		}
-		return line[:n], true
-	}
-	if n > 0 && line[n-1] == '\r' {
-		return line[:n-1], false
-	}
-	return line, false
-}
-
-// readRecord parses the next record into rd.rec, rd.ends and rd.pos,
-// skipping blank lines. It returns io.EOF at the end of the input.
-func (rd *Reader) readRecord() error {
-	var (
-		line  []byte
-		hasNL bool
-	)
-	for len(line) == 0 {
-		l, err := rd.readLine()
-		if err != nil {
-			return err
-		}
-		line, hasNL = trimEOL(l)
-	}
-	rd.start = rd.line
-	rd.rec = rd.rec[:0]
-	rd.ends = rd.ends[:0]
-	rd.pos = rd.pos[:0]
-
-	col := 1
-	for {
-		rd.pos = append(rd.pos, fieldPos{rd.line, col})
-		if len(line) == 0 || line[0] != '"' {
-			// Unquoted field: up to the next delimiter or the end of the line.
-			i := bytes.Index(line, rd.delim)
-			field := line
-			if i >= 0 {
-				field = line[:i]
-			}
-			if j := bytes.IndexByte(field, '"'); j >= 0 {
-				return rd.errorf(rd.line, col+j,
-					`bare " in unquoted field (quote the whole field and double the quote: "a ""b"" c")`)
-			}
-			rd.rec = append(rd.rec, field...)
-			rd.ends = append(rd.ends, len(rd.rec))
-			if i < 0 {
-				return nil
-			}
-			line = line[i+len(rd.delim):]
-			col += i + len(rd.delim)
-			continue
-		}
-		// Quoted field: up to the closing quote, across line breaks.
-		qLine, qCol := rd.line, col
-		line = line[1:]
-		col++
-		for {
-			i := bytes.IndexByte(line, '"')
-			if i < 0 {
-				rd.rec = append(rd.rec, line...)
-				if len(rd.rec) > MaxRecordBytes {
-					return rd.errorf(qLine, qCol, "quoted field longer than %d bytes (unterminated quoted field?)", MaxRecordBytes)
-				}
-				if !hasNL {
-					return rd.errorf(qLine, qCol, "unterminated quoted field")
-				}
-				l, err := rd.readLine()
-				if err == io.EOF {
-					return rd.errorf(qLine, qCol, "unterminated quoted field")
-				}
-				if err != nil {
-					return err
-				}
-				rd.rec = append(rd.rec, '\n')
-				line, hasNL = trimEOL(l)
-				col = 1
-				continue
-			}
-			rd.rec = append(rd.rec, line[:i]...)
-			line = line[i+1:]
-			col += i + 1
-			if len(line) > 0 && line[0] == '"' {
-				rd.rec = append(rd.rec, '"')
-				line = line[1:]
-				col++
-				continue
-			}
-			break
-		}
-		rd.ends = append(rd.ends, len(rd.rec))
-		if len(line) == 0 {
-			return nil
-		}
-		if !bytes.HasPrefix(line, rd.delim) {
-			return rd.errorf(rd.line, col,
-				"unexpected text after the closing quote of the field at line %d column %d", qLine, qCol)
-		}
-		line = line[len(rd.delim):]
-		col += len(rd.delim)
-	}
+	return &Error{File: name, Line: line, Column: col + 1, Reason: fmt.Sprintf(
+		"text is not valid UTF-8 (byte 0x%02X); set list_encoding to the file's encoding (e.g. latin1, windows-1252)", b)}
 }

@@ -2,6 +2,7 @@ package lists
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"reflect"
 	"strings"
@@ -459,5 +460,66 @@ func TestReaderPassesOnReadErrors(t *testing.T) {
 	var e *Error
 	if !errors.Is(err, boom) || errors.As(err, &e) || !strings.Contains(err.Error(), "s.csv: reading line 3") {
 		t.Fatalf("Next = %v, want a wrapped read error naming s.csv line 3", err)
+	}
+}
+
+// TestReaderOneByteReads reads through a reader that returns one byte at a
+// time, so that every multi-byte UTF-8 sequence is split between reads: the
+// valid ones are read intact, the invalid one is still placed exactly.
+func TestReaderOneByteReads(t *testing.T) {
+	const input = "email,name\r\na@x.com,\"José\r\nÅsa\"\nb@x.com,Zoë 😀\n"
+	rd, err := NewReader(iotest.OneByteReader(strings.NewReader(input)), Options{Name: "l.csv"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for {
+		row, err := rd.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprintf("%d:%s", row.Line, row.Fields[1]))
+	}
+	if want := []string{"2:José\nÅsa", "4:Zoë 😀"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("rows %q, want %q", got, want)
+	}
+
+	rd, err = NewReader(iotest.OneByteReader(strings.NewReader("email,name\na@x.com,Zo\xC3\xABe\xC3(\n")), Options{Name: "l.csv"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = rd.Next()
+	var e *Error
+	if !errors.As(err, &e) || e.Line != 2 || e.Column != 14 || !strings.Contains(e.Reason, "byte 0xC3") {
+		t.Errorf("Next = %v, want l.csv:2:14 and byte 0xC3", err)
+	}
+}
+
+// TestReaderRecordCap stops a record that grows past MaxRecordBytes (an
+// unterminated quote near the top of a large file) at the record's line,
+// before it is held in memory whole.
+func TestReaderRecordCap(t *testing.T) {
+	for _, tt := range []struct{ name, rest string }{
+		{"one long line", strings.Repeat("x", MaxRecordBytes+csvBuffer+10)},
+		{"open quote across many lines", "\"" + strings.Repeat("line of text\n", MaxRecordBytes/10)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			input := "email,name\na@x.com,Ann\n\nb@x.com," + tt.rest
+			rd, err := NewReader(strings.NewReader(input), Options{Name: "big.csv"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := rd.Next(); err != nil {
+				t.Fatal(err)
+			}
+			_, err = rd.Next()
+			var e *Error
+			if !errors.As(err, &e) || e.Line != 4 || !strings.Contains(e.Reason, "record longer than") {
+				t.Fatalf("Next = %v, want big.csv:4: record longer than …", err)
+			}
+		})
 	}
 }

@@ -109,8 +109,8 @@ func readPlain(br *bufio.Reader, name string, fn func(key string, line int) erro
 		}
 		lineNo++
 		if !utf8.Valid(line) {
-			rd := Reader{name: name, line: lineNo}
-			return rd.invalidUTF8(line)
+			i := validPrefix(line)
+			return invalidUTF8(name, lineNo, i, line[i:])
 		}
 		s := strings.TrimSpace(string(line))
 		if s != "" && s[0] != '#' {

@@ -164,15 +164,6 @@ func errText(ctx context.Context, err error) string {
 	return err.Error()
 }
 
-// Redact replaces every occurrence of key in an answer with "[redacted]", so that a
-// confused server or proxy echoing the request back cannot bring the key into an error.
-func Redact(answer []byte, key Secret) []byte {
-	if key.Empty() {
-		return answer
-	}
-	return bytes.ReplaceAll(answer, []byte(key.Reveal()), []byte("[redacted]"))
-}
-
 // OneLine keeps an API's text fit for a single log line: CR, LF and tab become spaces,
 // the text is cut to 300 characters (marked with "…") and trimmed.
 func OneLine(s string) string {

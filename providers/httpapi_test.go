@@ -288,26 +288,6 @@ func TestPostJSON(t *testing.T) {
 	})
 }
 
-func TestRedact(t *testing.T) {
-	key := NewSecret("k3y")
-	cases := []struct {
-		answer string
-		key    Secret
-		want   string
-	}{
-		{"", key, ""},
-		{"nothing here", key, "nothing here"},
-		{`{"message":"bad key k3y"}`, key, `{"message":"bad key [redacted]"}`},
-		{"k3yk3y k3", key, "[redacted][redacted] k3"},
-		{"k3y", Secret{}, "k3y"},
-	}
-	for _, c := range cases {
-		if got := string(Redact([]byte(c.answer), c.key)); got != c.want {
-			t.Errorf("Redact(%q) = %q, want %q", c.answer, got, c.want)
-		}
-	}
-}
-
 func TestOneLine(t *testing.T) {
 	long := strings.Repeat("é", 310)
 	cases := []struct{ in, want string }{

@@ -235,6 +235,9 @@ type Spec struct {
 	Warnf func(format string, args ...any)
 	// Campaign is the campaign's journal name.
 	Campaign string
+	// Headers are the campaign's own extra headers (its `headers:`), for the providers
+	// that restrict which headers may be sent (SendGrid reserves some names).
+	Headers map[string]string
 }
 
 // Path resolves p relative to BaseDir.
@@ -326,10 +329,14 @@ func (s Secret) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte("[redacted]"
 func (s Secret) MarshalText() ([]byte, error) { return []byte("[redacted]"), nil }
 
 // SecretFromEnv reads the secret named by variable, with an error naming the variable
-// (never the value) when it is empty.
+// (never the value) when it is empty. A variable that does not look like a name is
+// refused without being echoed (see CheckEnvName).
 func SecretFromEnv(s Spec, provider, key, variable string) (Secret, error) {
 	if variable == "" {
 		return Secret{}, fmt.Errorf("%s: %s is required (the name of the environment variable holding the secret)", provider, key)
+	}
+	if err := CheckEnvName(provider, key, variable); err != nil {
+		return Secret{}, err
 	}
 	v := s.Env(variable)
 	if v == "" {

@@ -775,3 +775,61 @@ func TestTruncate(t *testing.T) {
 		}
 	}
 }
+
+func TestRecordThenSaysWhenDurable(t *testing.T) {
+	s := openTest(t, nil)
+	w := s.NewWriter("nov")
+	mustClaim(t, w, "a@x", 2)
+	got := make(chan error, 1)
+	w.RecordThen(Outcome{Key: "a@x", State: Sent, ProviderID: "id-1"}, func(err error) { got <- err })
+	if err := <-got; err != nil {
+		t.Fatalf("RecordThen: %v", err)
+	}
+	if e := lookup1(t, s, "nov", "a@x"); e.State != Sent {
+		t.Fatalf("state after the callback = %s, want sent", e.State)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	w.RecordThen(Outcome{Key: "a@x", State: Sent}, func(err error) { got <- err })
+	if err := <-got; err == nil {
+		t.Fatal("RecordThen after Close: callback got nil, want an error")
+	}
+}
+
+func TestReopenReturnsFailedToPendingAndLiftsItsSuppression(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, nil)
+	if _, err := s.Suppress(ctx, []Suppression{{Email: "other@x", Source: "unsubscribe"}}); err != nil {
+		t.Fatal(err)
+	}
+	w := s.NewWriter("nov")
+	for _, k := range []string{"a@x", "b@x", "other@x"} {
+		mustClaim(t, w, k, 2)
+	}
+	w.Record(Outcome{Key: "a@x", State: Failed, Code: 550, Reason: "sender rejected", Suppress: true})
+	w.Record(Outcome{Key: "b@x", State: Sent})
+	w.Record(Outcome{Key: "other@x", State: Failed, Code: 550, Reason: "sender rejected", Suppress: true})
+	for _, k := range []string{"a@x", "b@x", "other@x"} {
+		w.Record(Outcome{Key: k, State: Pending, Reopen: true})
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if e := lookup1(t, s, "nov", "a@x"); e.State != Pending {
+		t.Errorf("reopened a@x: %+v, want pending", e)
+	}
+	if e := lookup1(t, s, "nov", "b@x"); e.State != Sent {
+		t.Errorf("b@x (sent) became %s: reopen must touch only failed rows", e.State)
+	}
+	got, err := s.Suppressed(ctx, []string{"a@x", "other@x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := got["a@x"]; ok {
+		t.Error("a@x is still suppressed by the failure that was reopened")
+	}
+	if sp, ok := got["other@x"]; !ok || sp.Source != "unsubscribe" {
+		t.Errorf("other@x: %+v %v: an earlier suppression of another source must stay", sp, ok)
+	}
+}

@@ -72,6 +72,11 @@ type Outcome struct {
 	Suppress bool
 	// Email is the address to suppress (Key when empty).
 	Email string
+	// Reopen, with State Pending, returns a recipient that this run recorded Failed to
+	// pending and lifts the suppression that failure added (source "bounce:<campaign>"):
+	// the run found afterwards that the failure was the campaign's fault, not the
+	// recipient's. A recipient in any other state is left alone.
+	Reopen bool
 }
 
 // op is one queued write: a claim (with the channel its result goes to) or an outcome.
@@ -79,6 +84,8 @@ type op struct {
 	claim   Claim
 	done    chan error // non-nil for a claim
 	outcome Outcome
+	// recorded, when set, is called with the outcome's result after its batch.
+	recorded func(error)
 }
 
 // Writer is the single writer of one campaign's recipients, with group commit: the
@@ -107,7 +114,7 @@ type Writer struct {
 
 // writerStmts are the writer's prepared statements.
 type writerStmts struct {
-	claim, state, outcome, release, suppress *sql.Stmt
+	claim, state, outcome, release, suppress, reopen, unsuppress *sql.Stmt
 }
 
 // NewWriter starts the writer goroutine of campaign. Close it when the run is done.
@@ -175,15 +182,24 @@ func (w *Writer) StartClaim(ctx context.Context, c Claim) (wait func() error) {
 // Record queues an outcome and returns without waiting for its commit (blocking only
 // while the queue is full). Outcomes of a key are applied after its claim. A write
 // error shows in Err and Close.
-func (w *Writer) Record(o Outcome) {
+func (w *Writer) Record(o Outcome) { w.RecordThen(o, nil) }
+
+// RecordThen is Record that also says when the outcome is durable: done (when not nil)
+// is called once, from the writer's goroutine, with nil after the outcome's batch
+// committed, or with the error that kept it from the store. done must not block.
+func (w *Writer) RecordThen(o Outcome, done func(error)) {
 	o.Key = normalize(o.Key)
 	w.mu.RLock()
 	if w.closed {
 		w.mu.RUnlock()
-		w.setErr(fmt.Errorf("journal: campaign %q: outcome %s of %s recorded after the writer was closed", w.campaign, o.State, o.Key))
+		err := fmt.Errorf("journal: campaign %q: outcome %s of %s recorded after the writer was closed", w.campaign, o.State, o.Key)
+		w.setErr(err)
+		if done != nil {
+			done(err)
+		}
 		return
 	}
-	w.ops <- op{outcome: o}
+	w.ops <- op{outcome: o, recorded: done}
 	w.mu.RUnlock()
 }
 
@@ -260,6 +276,9 @@ func (w *Writer) apply(batch []op) {
 		w.setErr(err)
 	}
 	for i, o := range batch {
+		if o.recorded != nil {
+			o.recorded(err)
+		}
 		if o.done == nil {
 			continue
 		}
@@ -284,11 +303,13 @@ func (w *Writer) write(batch []op, results []error) error {
 	}
 	defer tx.Rollback()
 	st := writerStmts{
-		claim:    tx.StmtContext(ctx, w.stmts.claim),
-		state:    tx.StmtContext(ctx, w.stmts.state),
-		outcome:  tx.StmtContext(ctx, w.stmts.outcome),
-		release:  tx.StmtContext(ctx, w.stmts.release),
-		suppress: tx.StmtContext(ctx, w.stmts.suppress),
+		claim:      tx.StmtContext(ctx, w.stmts.claim),
+		state:      tx.StmtContext(ctx, w.stmts.state),
+		outcome:    tx.StmtContext(ctx, w.stmts.outcome),
+		release:    tx.StmtContext(ctx, w.stmts.release),
+		suppress:   tx.StmtContext(ctx, w.stmts.suppress),
+		reopen:     tx.StmtContext(ctx, w.stmts.reopen),
+		unsuppress: tx.StmtContext(ctx, w.stmts.unsuppress),
 	}
 	sticky := w.Err()
 	for i, o := range batch {
@@ -336,6 +357,9 @@ func (w *Writer) prepare(ctx context.Context) error {
 			first_attempt = CASE WHEN attempts <= 1 THEN NULL ELSE first_attempt END, updated_at = ?
 			WHERE campaign = ? AND key = ? AND state = 'sending'`},
 		{&st.suppress, insertSuppression},
+		{&st.reopen, `UPDATE recipients SET state = 'pending', code = 0, enhanced = '', reason = '', updated_at = ?
+			WHERE campaign = ? AND key = ? AND state = 'failed'`},
+		{&st.unsuppress, `DELETE FROM suppressions WHERE key = ? AND source = ?`},
 	} {
 		s, err := w.s.wdb.PrepareContext(ctx, p.sql)
 		if err != nil {
@@ -352,7 +376,7 @@ func (w *Writer) prepare(ctx context.Context) error {
 func (w *Writer) closeStmts() { closeStmts(w.stmts) }
 
 func closeStmts(st writerStmts) {
-	for _, s := range []*sql.Stmt{st.claim, st.state, st.outcome, st.release, st.suppress} {
+	for _, s := range []*sql.Stmt{st.claim, st.state, st.outcome, st.release, st.suppress, st.reopen, st.unsuppress} {
 		if s != nil {
 			s.Close()
 		}
@@ -387,10 +411,18 @@ func (w *Writer) writeOutcome(ctx context.Context, st writerStmts, o Outcome) er
 	now := w.s.now().UnixMilli()
 	var res sql.Result
 	var err error
-	switch o.State {
-	case Pending:
+	switch {
+	case o.State == Pending && o.Reopen:
+		if _, err := st.reopen.ExecContext(ctx, now, w.campaign, o.Key); err != nil {
+			return fmt.Errorf("reopen %s: %w", o.Key, err)
+		}
+		if _, err := st.unsuppress.ExecContext(ctx, o.Key, "bounce:"+w.campaign); err != nil {
+			return fmt.Errorf("reopen %s: unsuppress: %w", o.Key, err)
+		}
+		return nil
+	case o.State == Pending:
 		res, err = st.release.ExecContext(ctx, now, w.campaign, o.Key)
-	case Sent, Deferred, Failed, Unknown:
+	case o.State == Sent, o.State == Deferred, o.State == Failed, o.State == Unknown:
 		res, err = st.outcome.ExecContext(ctx, string(o.State), o.ProviderID, o.Code, o.Enhanced,
 			truncate(o.Reason, maxReason), millis(o.NextAttempt), now, w.campaign, o.Key)
 	default:

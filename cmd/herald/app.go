@@ -81,7 +81,7 @@ func exitCode(err error) int {
 		return ee.code
 	case errors.As(err, &ue), errors.As(err, &ce):
 		return exitUsage
-	case errors.As(err, &se) && se.Reason == "interrupted":
+	case errors.As(err, &se) && se.Reason == campaign.StopInterrupted:
 		return exitInterrupted
 	case errors.Is(err, context.Canceled):
 		return exitInterrupted

@@ -101,7 +101,7 @@ func (a *app) fire(ctx context.Context, path string) {
 	var se *campaign.StopError
 	switch {
 	case err == nil:
-	case errors.As(err, &se) && se.Reason == "interrupted":
+	case errors.As(err, &se) && se.Reason == campaign.StopInterrupted:
 		a.infof("herald schedule: %s: interrupted; the next firing resumes", path)
 	default:
 		a.infof("herald schedule: %s: %v", path, err)

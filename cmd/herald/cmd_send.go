@@ -89,7 +89,8 @@ func (a *app) runSend(ctx context.Context, o sendOptions) error {
 	if err != nil {
 		return err
 	}
-	if sum.Failed > 0 || sum.Deferred > 0 {
+	// failed, deferred and unknown recipients all need a person's look: exit 1.
+	if sum.Failed > 0 || sum.Deferred > 0 || sum.Unknown > 0 {
 		return &exitError{code: exitFailed}
 	}
 	return nil

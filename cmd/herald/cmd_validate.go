@@ -4,10 +4,13 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/heraldmail/herald/campaign"
+	"github.com/heraldmail/herald/campaign/preflight"
 )
 
 func (a *app) validateCmd() *cobra.Command {
 	var store string
+	var strict bool
+	var row int
 	c := &cobra.Command{
 		Use:   "validate CAMPAIGN.yaml",
 		Short: "Check the campaign file, provider settings, every list row and template; send nothing",
@@ -23,9 +26,11 @@ func (a *app) validateCmd() *cobra.Command {
 			}
 			a.infof("%s is valid: %d row(s): %d to send; skipped: %d invalid, %d duplicate, %d suppressed, %d already done",
 				argv[0], sum.Total, sum.Pending, sum.Skipped.Invalid, sum.Skipped.Duplicate, sum.Skipped.Suppressed, sum.Skipped.AlreadyDone)
-			return nil
+			return a.preflight(cmd.Context(), c, preflight.Options{Store: campaign.StorePath(c, store, a.io.Getenv), Row: row}, strict)
 		},
 	}
 	c.Flags().StringVar(&store, "store", "", "journal file (read only if it exists)")
+	c.Flags().BoolVar(&strict, "strict", false, "treat the deliverability warnings as errors (exit 2)")
+	c.Flags().IntVar(&row, "row", 0, "data row of the sample message the checks render (default: the first to send)")
 	return c
 }

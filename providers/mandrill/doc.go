@@ -17,9 +17,13 @@
 // header, an error, a log line or a formatted value of the provider.
 //
 // Mandrill receives herald's complete rendered message ("raw_message", with herald's own
-// headers, Message-ID and, when configured, DKIM signature), the envelope sender
-// ("from_email": the campaign's return_path, else the From address) and the one
-// recipient ("to"), with "async": false so that the answer says what became of it.
+// headers, Message-ID and, when configured, DKIM signature), the From address and name
+// ("from_email", "from_name": Mandrill's sender checks, sending-domain verification and
+// DKIM signing key off from_email, so it is always the From address, never the bounce
+// address), the domain of the campaign's return_path when one is set
+// ("return_path_domain": Mandrill builds its own bounce address on that domain, which must
+// be set up in Mandrill), and the one recipient ("to"), with "async": false so that the
+// answer says what became of it.
 //
 // # Rate and quotas
 //

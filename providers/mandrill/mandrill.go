@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/mail"
+	"strings"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -52,6 +54,9 @@ func (c Config) withDefaults() Config {
 func (c Config) validate() error {
 	if c.APIKeyEnv == "" {
 		return fmt.Errorf("%s: api_key_env is required (the name of the environment variable holding the API key)", Name)
+	}
+	if err := providers.CheckEnvName(Name, "api_key_env", c.APIKeyEnv); err != nil {
+		return err
 	}
 	if _, err := sendRawURL(c.Endpoint); err != nil {
 		return err
@@ -108,6 +113,7 @@ func open(_ context.Context, s providers.Spec) (providers.Provider, error) {
 type Provider struct {
 	url       string
 	key       providers.Secret
+	redact    providers.Redactor
 	client    *http.Client
 	transport *http.Transport
 	closed    atomic.Bool
@@ -130,7 +136,7 @@ func New(c Config, key providers.Secret) (*Provider, error) {
 	// The client follows no redirect: the 3xx answer is classified instead of re-posting
 	// the body (and its key) elsewhere.
 	client, tr := providers.NewAPIClient(c.Timeout)
-	return &Provider{url: u, key: key, client: client, transport: tr}, nil
+	return &Provider{url: u, key: key, redact: providers.NewRedactor("", key), client: client, transport: tr}, nil
 }
 
 // Name returns "mandrill".
@@ -160,8 +166,13 @@ type sendRawRequest struct {
 	Key        string   `json:"key"`
 	RawMessage string   `json:"raw_message"`
 	FromEmail  string   `json:"from_email,omitempty"`
+	FromName   string   `json:"from_name,omitempty"`
 	To         []string `json:"to"`
 	Async      bool     `json:"async"`
+	// ReturnPathDomain is the domain of the campaign's return path: Mandrill builds its
+	// own bounce address on it (the domain must be set up as a tracking/return-path
+	// domain in Mandrill).
+	ReturnPathDomain string `json:"return_path_domain,omitempty"`
 }
 
 // body builds the JSON request for msg. The raw message travels as a JSON string, so it
@@ -179,13 +190,27 @@ func body(key providers.Secret, msg *providers.Message) ([]byte, error) {
 	if !utf8.Valid(msg.Raw) {
 		return nil, &providers.Error{Provider: Name, Kind: providers.Permanent, Message: "message to " + msg.To + " is not valid UTF-8 and cannot travel in a JSON string unchanged"}
 	}
-	b, err := json.Marshal(sendRawRequest{
+	// Mandrill's sender checks, sending-domain verification and DKIM signing key off
+	// from_email: it is the From address, never the bounce address.
+	req := sendRawRequest{
 		Key:        key.Reveal(),
 		RawMessage: string(msg.Raw),
-		FromEmail:  msg.Sender(),
+		FromEmail:  msg.FromAddress,
 		To:         []string{msg.To},
 		Async:      false,
-	})
+	}
+	if a, err := mail.ParseAddress(msg.From); err == nil {
+		req.FromName = a.Name
+		if req.FromEmail == "" {
+			req.FromEmail = a.Address
+		}
+	}
+	if msg.ReturnPath != "" && !strings.EqualFold(msg.ReturnPath, req.FromEmail) {
+		if i := strings.LastIndexByte(msg.ReturnPath, '@'); i >= 0 && i < len(msg.ReturnPath)-1 {
+			req.ReturnPathDomain = msg.ReturnPath[i+1:]
+		}
+	}
+	b, err := json.Marshal(req)
 	if err != nil {
 		return nil, &providers.Error{Provider: Name, Kind: providers.Permanent, Message: "cannot encode the message to " + msg.To}
 	}
@@ -195,6 +220,11 @@ func body(key providers.Secret, msg *providers.Message) ([]byte, error) {
 // Send posts msg to messages/send-raw and classifies the answer (see the package
 // documentation).
 func (p *Provider) Send(ctx context.Context, msg *providers.Message) (providers.Receipt, error) {
+	r, err := p.send(ctx, msg)
+	return p.redact.Receipt(r), p.redact.Error(err)
+}
+
+func (p *Provider) send(ctx context.Context, msg *providers.Message) (providers.Receipt, error) {
 	b, err := body(p.key, msg)
 	if err != nil {
 		return providers.Receipt{}, err
@@ -207,7 +237,7 @@ func (p *Provider) Send(ctx context.Context, msg *providers.Message) (providers.
 		// The request was handled; only its answer was lost.
 		return providers.Receipt{}, a.Cut
 	}
-	r, err := classify(a.Status, a.Header, providers.Redact(a.Body, p.key), msg.To)
+	r, err := classify(a.Status, a.Header, p.redact.Bytes(a.Body), msg.To)
 	if err == nil && r.MessageID == "" {
 		r.MessageID = msg.MessageID
 	}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/mail"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,20 +33,28 @@ type request struct {
 
 // sendRaw is the documented request body, read back by the fake.
 type sendRaw struct {
-	Key        string   `json:"key"`
-	RawMessage string   `json:"raw_message"`
-	FromEmail  string   `json:"from_email"`
-	To         []string `json:"to"`
-	Async      *bool    `json:"async"`
+	Key              string   `json:"key"`
+	RawMessage       string   `json:"raw_message"`
+	FromEmail        string   `json:"from_email"`
+	FromName         string   `json:"from_name"`
+	To               []string `json:"to"`
+	Async            *bool    `json:"async"`
+	ReturnPathDomain string   `json:"return_path_domain"`
 }
 
-// fake is an httptest server following Mandrill's documented shapes.
+// fake is an httptest server following Mandrill's documented shapes. Before the test's
+// answer it refuses what Mandrill refuses or mishandles: no key (Invalid_Key), no
+// raw_message (ValidationError), a from_email that is not the address of the message's
+// From header (Mandrill's sender checks, domain verification and DKIM signing key off
+// from_email: "invalid-sender"), a from_email or return_path_domain outside the
+// account's verified sending domains ("unsigned").
 type fake struct {
-	srv    *httptest.Server
-	mu     sync.Mutex
-	reqs   []request
-	got    []providertest.Received
-	answer func(w http.ResponseWriter, r *http.Request, req sendRaw) bool // true: accepted
+	srv     *httptest.Server
+	domains []string // verified sending domains; empty: example.com
+	mu      sync.Mutex
+	reqs    []request
+	got     []providertest.Received
+	answer  func(w http.ResponseWriter, r *http.Request, req sendRaw) bool // true: accepted
 }
 
 func newFake(t *testing.T, answer func(w http.ResponseWriter, r *http.Request, req sendRaw) bool) *fake {
@@ -66,6 +75,22 @@ func (f *fake) serve(w http.ResponseWriter, r *http.Request) {
 		jsonAnswer(w, 500, []byte(`{"status":"error","code":-2,"name":"ValidationError","message":"bad request body"}`))
 		return
 	}
+	if req.Key == "" {
+		jsonAnswer(w, 500, readFixture("error_invalid_key.json"))
+		return
+	}
+	if req.RawMessage == "" {
+		jsonAnswer(w, 500, readFixture("error_validation.json"))
+		return
+	}
+	if reason := f.senderProblem(req); reason != "" {
+		b, _ := json.Marshal([]map[string]any{{"email": req.To[0], "status": "rejected", "reject_reason": reason, "queued_reason": nil, "_id": "rej-" + req.To[0]}})
+		jsonAnswer(w, http.StatusOK, b)
+		return
+	}
+	if f.answer == nil {
+		f.answer = accept
+	}
 	if !f.answer(w, r, req) {
 		return
 	}
@@ -76,6 +101,53 @@ func (f *fake) serve(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	f.got = append(f.got, rec)
 	f.mu.Unlock()
+}
+
+// senderProblem returns the reject_reason Mandrill gives a request whose sender is not
+// right, or "".
+func (f *fake) senderProblem(req sendRaw) string {
+	m, err := mail.ReadMessage(strings.NewReader(req.RawMessage))
+	if err != nil {
+		return "invalid-sender"
+	}
+	from, err := mail.ParseAddress(m.Header.Get("From"))
+	if err != nil {
+		return "invalid-sender"
+	}
+	fromEmail := req.FromEmail
+	if fromEmail == "" {
+		fromEmail = from.Address
+	}
+	if !strings.EqualFold(fromEmail, from.Address) {
+		return "invalid-sender"
+	}
+	domains := f.domains
+	if len(domains) == 0 {
+		domains = []string{"example.com"}
+	}
+	verified := func(d string) bool {
+		for _, v := range domains {
+			if strings.EqualFold(d, v) {
+				return true
+			}
+		}
+		return false
+	}
+	if !verified(fromEmail[strings.LastIndexByte(fromEmail, '@')+1:]) {
+		return "unsigned"
+	}
+	if req.ReturnPathDomain != "" && !verified(req.ReturnPathDomain) {
+		return "unsigned"
+	}
+	return ""
+}
+
+func readFixture(name string) []byte {
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		panic(err)
+	}
+	return b
 }
 
 func (f *fake) received() []providertest.Received {
@@ -192,8 +264,11 @@ func TestRequest(t *testing.T) {
 	if body.RawMessage != string(msg.Raw) {
 		t.Errorf("raw_message differs from the rendered message")
 	}
-	if body.FromEmail != "bounces@example.com" {
-		t.Errorf("from_email = %q, want the envelope sender", body.FromEmail)
+	if body.FromEmail != "news@example.com" || body.FromName != "Example News" {
+		t.Errorf("from_email, from_name = %q, %q; want the From header's address and name", body.FromEmail, body.FromName)
+	}
+	if body.ReturnPathDomain != "example.com" {
+		t.Errorf("return_path_domain = %q, want the return path's domain", body.ReturnPathDomain)
 	}
 	if len(body.To) != 1 || body.To[0] != "jane.doe@example.org" {
 		t.Errorf("to = %v", body.To)
@@ -203,8 +278,8 @@ func TestRequest(t *testing.T) {
 	}
 	var keys map[string]json.RawMessage
 	_ = json.Unmarshal(q.Body, &keys)
-	if len(keys) != 5 {
-		t.Errorf("body has keys %v, want exactly key, raw_message, from_email, to, async", keys)
+	if len(keys) != 7 {
+		t.Errorf("body has keys %v, want exactly key, raw_message, from_email, from_name, to, async, return_path_domain", keys)
 	}
 	rec, err := providertest.ParseRaw(body.To[0], []byte(body.RawMessage))
 	if err != nil {
@@ -498,6 +573,7 @@ func TestRegistration(t *testing.T) {
 		{"unset variable, no secrets", "api_key_env: NOPE", false, ""},
 		{"unset variable", "api_key_env: NOPE", true, "NOPE"},
 		{"unknown key", "api_key_env: MD_KEY\nkey: inline", false, "key"},
+		{"key pasted into api_key_env", "api_key_env: md-AbC123xyz.pasted", false, "does not look like an environment variable name"},
 		{"bad endpoint", "api_key_env: MD_KEY\nendpoint: ftp://mandrillapp.com", false, "endpoint"},
 		{"endpoint with credentials", "api_key_env: MD_KEY\nendpoint: https://u:p@mandrillapp.com", false, "credentials"},
 		{"negative timeout", "api_key_env: MD_KEY\ntimeout: -3s", false, "negative"},
@@ -562,4 +638,83 @@ func BenchmarkSend(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestFakeReplaysDocumentedExample: the send-raw request example of Mandrill's API
+// reference (with a key filled in) is accepted by the fake, and the documented answer
+// reads as sent.
+func TestFakeReplaysDocumentedExample(t *testing.T) {
+	f := newFake(t, func(w http.ResponseWriter, _ *http.Request, _ sendRaw) bool {
+		jsonAnswer(w, http.StatusOK, fixture(t, "doc_send_raw_response.json"))
+		return true
+	})
+	f.domains = []string{"example.com"}
+	var doc map[string]any
+	if err := json.Unmarshal(fixture(t, "doc_send_raw_request.json"), &doc); err != nil {
+		t.Fatal(err)
+	}
+	doc["key"] = testKey
+	b, _ := json.Marshal(doc)
+	resp, err := http.Post(f.srv.URL+sendRawPath, "application/json", strings.NewReader(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if len(f.received()) != 1 {
+		t.Fatalf("the documented request was refused: %s", answer)
+	}
+	r, err := classify(resp.StatusCode, resp.Header, answer, "recipient.email@example.com")
+	if err != nil || r.MessageID != "abc123abc123abc123abc123abc123" {
+		t.Errorf("documented answer = %+v, %v", r, err)
+	}
+}
+
+// TestReturnPathDomain: the bounce address's domain travels as return_path_domain;
+// from_email stays the From address, which Mandrill's sender checks need.
+func TestReturnPathDomain(t *testing.T) {
+	f := newFake(t, accept)
+	f.domains = []string{"example.com", "bounce.example.net"}
+	p := newProvider(t, f.srv.URL, Config{})
+	msg := providertest.Message("jane.doe@example.org", 1)
+	msg.ReturnPath = "bounces@bounce.example.net"
+	if _, err := p.Send(context.Background(), msg); err != nil {
+		t.Fatalf("Send with a return path: %v", err)
+	}
+	msg.ReturnPath = ""
+	if _, err := p.Send(context.Background(), msg); err != nil {
+		t.Fatalf("Send without a return path: %v", err)
+	}
+	reqs := f.requests()
+	var with, without sendRaw
+	_ = json.Unmarshal(reqs[0].Body, &with)
+	_ = json.Unmarshal(reqs[1].Body, &without)
+	if with.FromEmail != "news@example.com" || with.ReturnPathDomain != "bounce.example.net" {
+		t.Errorf("with a return path: from_email %q, return_path_domain %q", with.FromEmail, with.ReturnPathDomain)
+	}
+	if without.FromEmail != "news@example.com" || strings.Contains(string(reqs[1].Body), "return_path_domain") {
+		t.Errorf("without a return path: %s", reqs[1].Body)
+	}
+	if n := len(f.received()); n != 2 {
+		t.Errorf("received %d, want 2", n)
+	}
+}
+
+// TestSenderRejectionIsFatal: a sending domain Mandrill has not verified, or a sender it
+// refuses, stops the run instead of failing every recipient.
+func TestSenderRejectionIsFatal(t *testing.T) {
+	f := newFake(t, accept)
+	f.domains = []string{"other.example"}
+	p := newProvider(t, f.srv.URL, Config{})
+	_, err := p.Send(context.Background(), providertest.Message("jane.doe@example.org", 1))
+	if pe := providers.AsError(err); pe == nil || pe.Kind != providers.Fatal || pe.Bounce || pe.Enhanced != "unsigned" {
+		t.Errorf("Send from an unverified domain = %v, want fatal unsigned", err)
+	}
+	for _, fx := range []string{"rejected_invalid_sender.json", "rejected_unsigned.json", "error_payment_required.json"} {
+		f := newFake(t, answerWith(t, 200, fx))
+		p := newProvider(t, f.srv.URL, Config{})
+		if _, err := p.Send(context.Background(), providertest.Message("jane.doe@example.org", 1)); providers.KindOf(err) != providers.Fatal {
+			t.Errorf("%s: Send = %v, want fatal", fx, err)
+		}
+	}
 }

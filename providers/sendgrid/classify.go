@@ -33,7 +33,7 @@ func classify(status int, h http.Header, body []byte, now time.Time) (providers.
 		return providers.Receipt{MessageID: h.Get("X-Message-Id")}, nil
 	}
 	e := &providers.Error{Provider: Name, Code: status}
-	msg, field := firstError(body)
+	msg, field, fields := firstError(body)
 	if msg == "" {
 		msg = http.StatusText(status)
 	}
@@ -57,6 +57,12 @@ func classify(status int, h http.Header, body []byte, now time.Time) (providers.
 	case status == http.StatusNotFound || status == http.StatusMethodNotAllowed || (status >= 300 && status < 400):
 		e.Kind = providers.Fatal
 		e.Message = "the endpoint is not the SendGrid API (check `endpoint`): " + e.Message
+	case status == http.StatusBadRequest && campaignWide(fields):
+		// The request was refused for what every message of the campaign carries (the
+		// sender, the headers, the categories, the settings): stop rather than fail
+		// every recipient in turn.
+		e.Kind = providers.Fatal
+		e.Message = "SendGrid refused the campaign, not the recipient: " + e.Message
 	case status == http.StatusBadRequest || status == http.StatusRequestEntityTooLarge:
 		e.Kind = providers.Permanent
 		e.Bounce = recipientField(field)
@@ -71,22 +77,60 @@ func classify(status int, h http.Header, body []byte, now time.Time) (providers.
 }
 
 // firstError returns the first error's message and field from a SendGrid error body, or
-// empty strings when the body is not one.
-func firstError(body []byte) (msg, field string) {
+// empty strings when the body is not one; fields are the fields every error names.
+func firstError(body []byte) (msg, field string, fields []string) {
 	var ae apiErrors
 	if json.Unmarshal(body, &ae) != nil || len(ae.Errors) == 0 {
-		return "", ""
+		return "", "", nil
 	}
-	if f := ae.Errors[0].Field; f != nil {
-		field = *f
+	for _, e := range ae.Errors {
+		f := ""
+		if e.Field != nil {
+			f = *e.Field
+		}
+		fields = append(fields, f)
 	}
-	return providers.OneLine(ae.Errors[0].Message), providers.OneLine(field)
+	return providers.OneLine(ae.Errors[0].Message), providers.OneLine(fields[0]), fields
 }
 
 // recipientField reports whether a 400's field names the recipient address
 // (personalizations.0.to.0.email): the address itself was refused.
 func recipientField(field string) bool {
-	return strings.HasPrefix(field, "personalizations.") && strings.Contains(field, ".to.") && strings.HasSuffix(field, ".email")
+	return toField(field) && strings.HasSuffix(field, ".email")
+}
+
+// toField reports whether field lies in a personalization's to (the recipient's
+// address or name): personalizations.0.to, personalizations.0.to.0.email, ….
+func toField(field string) bool {
+	rest, ok := strings.CutPrefix(field, "personalizations.")
+	if !ok {
+		return false
+	}
+	_, rest, ok = strings.Cut(rest, ".")
+	return ok && (rest == "to" || strings.HasPrefix(rest, "to."))
+}
+
+// campaignWide reports whether a 400's errors are about the campaign rather than the
+// recipient: at least one error names a field, and none names a field of the
+// personalization's to. A field outside to (from, reply_to, headers, categories,
+// custom_args, tracking_settings, mail_settings, content, subject, …) holds what every
+// message of the run carries or is rendered from the same template: the next recipient
+// would be refused the same way. An error about the recipient's own to decides for a
+// per-recipient answer even when others come with it. A 400 without any field says
+// nothing of whom it is about: it stays permanent for the message (the run's backstop
+// stops a run that gets the same answer again and again).
+func campaignWide(fields []string) bool {
+	named := false
+	for _, f := range fields {
+		if f == "" {
+			continue
+		}
+		if toField(f) {
+			return false
+		}
+		named = true
+	}
+	return named
 }
 
 // retryAfter reads X-RateLimit-Reset (epoch seconds), falling back to Retry-After

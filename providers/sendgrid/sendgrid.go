@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/mail"
+	"slices"
+	"sort"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -56,6 +59,9 @@ func (c Config) validate() error {
 	if c.APIKeyEnv == "" {
 		return fmt.Errorf("%s: api_key_env is required (the name of the environment variable holding the API key)", Name)
 	}
+	if err := providers.CheckEnvName(Name, "api_key_env", c.APIKeyEnv); err != nil {
+		return err
+	}
 	if _, err := sendURL(c.Endpoint); err != nil {
 		return err
 	}
@@ -88,6 +94,9 @@ func check(s providers.Spec, secrets bool) error {
 	if err != nil {
 		return err
 	}
+	if err := CheckHeaders(s.Headers); err != nil {
+		return err
+	}
 	if secrets {
 		_, err = providers.SecretFromEnv(s, Name, "api_key_env", c.APIKeyEnv)
 	}
@@ -97,6 +106,9 @@ func check(s providers.Spec, secrets bool) error {
 func open(_ context.Context, s providers.Spec) (providers.Provider, error) {
 	c, err := decode(s)
 	if err != nil {
+		return nil, err
+	}
+	if err := CheckHeaders(s.Headers); err != nil {
 		return nil, err
 	}
 	key, err := providers.SecretFromEnv(s, Name, "api_key_env", c.APIKeyEnv)
@@ -110,6 +122,7 @@ func open(_ context.Context, s providers.Spec) (providers.Provider, error) {
 type Provider struct {
 	url       string
 	key       providers.Secret
+	redact    providers.Redactor
 	client    *http.Client
 	transport *http.Transport
 	now       func() time.Time
@@ -135,7 +148,7 @@ func New(c Config, key providers.Secret) (*Provider, error) {
 	}
 	// The client follows no redirect: the 3xx answer itself is classified.
 	client, tr := providers.NewAPIClient(c.Timeout)
-	return &Provider{url: u, key: key, client: client, transport: tr, now: time.Now}, nil
+	return &Provider{url: u, key: key, redact: providers.NewRedactor("", key), client: client, transport: tr, now: time.Now}, nil
 }
 
 // Name returns "sendgrid".
@@ -164,6 +177,11 @@ func (p *Provider) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, p.Stri
 // documentation). The request is built per call: the library's own client keeps its
 // request (and body) in shared fields and is not safe for concurrent use.
 func (p *Provider) Send(ctx context.Context, msg *providers.Message) (providers.Receipt, error) {
+	r, err := p.send(ctx, msg)
+	return p.redact.Receipt(r), p.redact.Error(err)
+}
+
+func (p *Provider) send(ctx context.Context, msg *providers.Message) (providers.Receipt, error) {
 	body, err := Body(msg)
 	if err != nil {
 		return providers.Receipt{}, err
@@ -177,7 +195,7 @@ func (p *Provider) Send(ctx context.Context, msg *providers.Message) (providers.
 	if err != nil {
 		return providers.Receipt{}, err
 	}
-	r, err := classify(a.Status, a.Header, providers.Redact(a.Body, p.key), p.now())
+	r, err := classify(a.Status, a.Header, p.redact.Bytes(a.Body), p.now())
 	if err == nil && r.MessageID == "" {
 		// SendGrid always sends X-Message-Id; a proxy might drop it.
 		r.MessageID = msg.MessageID
@@ -187,6 +205,18 @@ func (p *Provider) Send(ctx context.Context, msg *providers.Message) (providers.
 
 // Body builds the JSON request body for msg with the library's mail helpers. It is
 // exported for tests and tools that want to see what herald sends.
+//
+// What SendGrid's API reference asks of a request, and herald does:
+//   - names (to, from, reply_to) "cannot include ; or ,": those characters are removed
+//     from the name (SendGrid accepts such a request with 202 and drops the mail later);
+//   - custom_args hold no personal data: only {campaign};
+//   - tracking_settings.subscription_tracking.enable is false, so an account with
+//     subscription tracking on does not add its own unsubscribe links and
+//     List-Unsubscribe headers next to herald's one-click pair;
+//   - header values are ASCII: a non-ASCII value is RFC 2047 encoded (Q encoding);
+//   - the reserved header names (see Reserved) are refused: a Fatal error, since every
+//     message of the campaign carries the same headers;
+//   - a category is at most 255 ASCII characters.
 func Body(msg *providers.Message) ([]byte, error) {
 	if msg == nil {
 		return nil, &providers.Error{Provider: Name, Kind: providers.Permanent, Message: "no message"}
@@ -200,7 +230,7 @@ func Body(msg *providers.Message) ([]byte, error) {
 	m := sgmail.NewV3Mail()
 	m.SetFrom(address(msg.From, msg.FromAddress))
 	p := sgmail.NewPersonalization()
-	p.AddTos(sgmail.NewEmail(msg.ToName, msg.To))
+	p.AddTos(sgmail.NewEmail(DisplayName(msg.ToName), msg.To))
 	p.Subject = msg.Subject
 	m.AddPersonalizations(p)
 	if msg.Text != "" {
@@ -210,16 +240,23 @@ func Body(msg *providers.Message) ([]byte, error) {
 		m.AddContent(sgmail.NewContent("text/html", msg.HTML))
 	}
 	for _, h := range msg.Headers {
-		m.SetHeader(h.Name, h.Value)
+		if Reserved(h.Name) {
+			return nil, &providers.Error{Provider: Name, Kind: providers.Fatal, Enhanced: "headers",
+				Message: "header " + h.Name + " is reserved by SendGrid and cannot be sent (remove it from `headers:`)"}
+		}
+		m.SetHeader(h.Name, headerValue(h.Value))
 	}
 	if msg.ReplyTo != "" {
 		m.SetReplyTo(address(msg.ReplyTo, msg.ReplyTo))
 	}
 	if msg.Campaign != "" {
 		m.SetCustomArg("campaign", msg.Campaign)
-		m.AddCategories(msg.Campaign)
+		if c := Category(msg.Campaign); c != "" {
+			m.AddCategories(c)
+		}
 	}
-	m.SetCustomArg("recipient", msg.To)
+	m.SetTrackingSettings(sgmail.NewTrackingSettings().
+		SetSubscriptionTracking(sgmail.NewSubscriptionTrackingSetting().SetEnable(false)))
 	// json.Marshal rather than mail.GetRequestBody, which logs a failure through the
 	// global logger and returns nil instead of an error.
 	b, err := json.Marshal(m)
@@ -229,11 +266,85 @@ func Body(msg *providers.Message) ([]byte, error) {
 	return b, nil
 }
 
-// address parses a header value like `"Acme News" <news@acme.example>` into a name and
-// an address; when it does not parse, bare is used as the address.
+// address parses a header value like `"Acme News" <news@acme.example>` into a name (with
+// ',' and ';' removed) and an address; when it does not parse, bare is used as the address.
 func address(header, bare string) *sgmail.Email {
 	if a, err := mail.ParseAddress(header); err == nil {
-		return sgmail.NewEmail(a.Name, a.Address)
+		return sgmail.NewEmail(DisplayName(a.Name), a.Address)
 	}
 	return sgmail.NewEmail("", bare)
+}
+
+// DisplayName returns a display name fit for SendGrid, whose API reference says a name "cannot
+// include ; or ,": those characters are removed and the spaces around them folded, so
+// "Smith, Ann" becomes "Smith Ann". A name left empty is left out.
+func DisplayName(name string) string {
+	if !strings.ContainsAny(name, ",;") {
+		return name
+	}
+	return strings.Join(strings.Fields(strings.Map(func(r rune) rune {
+		if r == ',' || r == ';' {
+			return ' '
+		}
+		return r
+	}, name)), " ")
+}
+
+// reserved are the header names SendGrid's Mail Send reference does not let a request
+// set in `headers` (compared without regard to case).
+var reserved = []string{
+	"x-sg-id", "x-sg-eid", "received", "dkim-signature", "content-type",
+	"content-transfer-encoding", "to", "from", "subject", "reply-to", "cc", "bcc",
+}
+
+// Reserved reports whether SendGrid refuses name in a request's headers.
+func Reserved(name string) bool {
+	return slices.Contains(reserved, strings.ToLower(strings.TrimSpace(name)))
+}
+
+// CheckHeaders refuses a campaign whose `headers:` name a header SendGrid reserves.
+func CheckHeaders(headers map[string]string) error {
+	var bad []string
+	for k := range headers {
+		if Reserved(k) {
+			bad = append(bad, k)
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	sort.Strings(bad)
+	return fmt.Errorf("%s: headers: SendGrid does not let a request set %s (reserved: %s); remove it from `headers:`",
+		Name, strings.Join(bad, ", "), strings.Join(reserved, ", "))
+}
+
+// headerValue returns v as SendGrid wants header values: ASCII, with anything else
+// encoded as an RFC 2047 encoded word (UTF-8, Q encoding).
+func headerValue(v string) string {
+	for i := 0; i < len(v); i++ {
+		if v[i] >= 0x80 {
+			return mime.QEncoding.Encode("utf-8", v)
+		}
+	}
+	return v
+}
+
+// maxCategory is the longest category SendGrid accepts.
+const maxCategory = 255
+
+// Category turns a campaign name into a SendGrid category: printable ASCII only (any
+// other character becomes '_') and at most 255 characters.
+func Category(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if b.Len() == maxCategory {
+			break
+		}
+		if r >= 0x20 && r < 0x7f {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	return b.String()
 }

@@ -8,104 +8,18 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/mail"
-	"net/textproto"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	sgmail "github.com/sendgrid/sendgrid-go/helpers/mail"
 
 	"github.com/heraldmail/herald/providers"
 	"github.com/heraldmail/herald/providers/providertest"
 )
 
 const testKey = "SG.tEsTkEy-0123456789.abcdefghijklmnopqrstuvwxyz"
-
-// request is what the fake server saw of one request.
-type request struct {
-	Method string
-	URL    string
-	Path   string
-	Header http.Header
-	Body   []byte
-}
-
-// fake is an httptest server following SendGrid's documented shapes.
-type fake struct {
-	srv    *httptest.Server
-	mu     sync.Mutex
-	reqs   []request
-	got    []providertest.Received
-	answer func(w http.ResponseWriter, r *http.Request, n int) bool // true: accepted
-}
-
-func newFake(t *testing.T, answer func(w http.ResponseWriter, r *http.Request, n int) bool) *fake {
-	t.Helper()
-	f := &fake{answer: answer}
-	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
-	t.Cleanup(f.srv.Close)
-	return f
-}
-
-func (f *fake) serve(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
-	f.mu.Lock()
-	f.reqs = append(f.reqs, request{Method: r.Method, URL: r.URL.String(), Path: r.URL.Path, Header: r.Header.Clone(), Body: body})
-	n := len(f.reqs)
-	f.mu.Unlock()
-	if !f.answer(w, r, n) {
-		return
-	}
-	rec, err := received(body)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	f.mu.Lock()
-	f.got = append(f.got, rec)
-	f.mu.Unlock()
-}
-
-func (f *fake) received() []providertest.Received {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]providertest.Received(nil), f.got...)
-}
-
-func (f *fake) requests() []request {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]request(nil), f.reqs...)
-}
-
-// received decodes a mail send body the way SendGrid would build the message.
-func received(body []byte) (providertest.Received, error) {
-	var m sgmail.SGMailV3
-	if err := json.Unmarshal(body, &m); err != nil {
-		return providertest.Received{}, err
-	}
-	if len(m.Personalizations) != 1 || len(m.Personalizations[0].To) != 1 {
-		return providertest.Received{}, fmt.Errorf("want one personalization with one recipient, got %s", body)
-	}
-	r := providertest.Received{To: m.Personalizations[0].To[0].Address, Subject: m.Personalizations[0].Subject, Headers: mail.Header{}}
-	for _, c := range m.Content {
-		switch c.Type {
-		case "text/plain":
-			r.Text += c.Value
-		case "text/html":
-			r.HTML += c.Value
-		}
-	}
-	for k, v := range m.Headers {
-		r.Headers[textproto.CanonicalMIMEHeaderKey(k)] = []string{v}
-	}
-	return r, nil
-}
 
 func fixture(t testing.TB, name string) []byte {
 	t.Helper()
@@ -153,7 +67,7 @@ func TestConformance(t *testing.T) {
 				}
 			case providertest.PermFail:
 				answer = func(w http.ResponseWriter, _ *http.Request, _ int) bool {
-					jsonAnswer(w, http.StatusBadRequest, fixture(t, "error_400_from.json"))
+					jsonAnswer(w, http.StatusBadRequest, fixture(t, "error_400_to.json"))
 					return false
 				}
 			case providertest.FatalFail:
@@ -258,8 +172,14 @@ func TestRequest(t *testing.T) {
 	if len(body.Headers) != len(wantHeaders) {
 		t.Errorf("headers = %v, want exactly %v", body.Headers, wantHeaders)
 	}
-	if body.CustomArgs["campaign"] != "november-news" || body.CustomArgs["recipient"] != "jane.doe@example.org" || len(body.CustomArgs) != 2 {
-		t.Errorf("custom_args = %v", body.CustomArgs)
+	if body.CustomArgs["campaign"] != "november-news" || len(body.CustomArgs) != 1 {
+		t.Errorf("custom_args = %v, want only the campaign (no personal data)", body.CustomArgs)
+	}
+	if strings.Contains(string(q.Body), `"custom_args":{"campaign":"november-news"}`) == false || strings.Count(string(q.Body), "jane.doe@example.org") != 1 {
+		t.Errorf("the recipient's address appears outside personalizations.to: %s", q.Body)
+	}
+	if !strings.Contains(string(q.Body), `"tracking_settings":{"subscription_tracking":{"enable":false}}`) {
+		t.Errorf("subscription tracking is not turned off: %s", q.Body)
 	}
 	if len(body.Categories) != 1 || body.Categories[0] != "november-news" {
 		t.Errorf("categories = %v", body.Categories)
@@ -320,7 +240,17 @@ func TestClassify(t *testing.T) {
 		{"503", 503, nil, "error_500.json", want{kind: providers.Temporary, connLost: true}},
 		{"504", 504, nil, "", want{kind: providers.Temporary, connLost: true}},
 		{"408", 408, nil, "", want{kind: providers.Temporary}},
-		{"400 from", 400, nil, "error_400_from.json", want{kind: providers.Permanent, msg: "The from email does not contain a valid address. (field from.email)"}},
+		{"400 from", 400, nil, "error_400_from.json", want{kind: providers.Fatal, msg: "The from email does not contain a valid address. (field from.email)"}},
+		{"400 from identity", 400, nil, "error_400_from_identity.json", want{kind: providers.Fatal, msg: "verified Sender Identity"}},
+		{"400 reserved header", 400, nil, "error_400_headers.json", want{kind: providers.Fatal, msg: "(field headers)"}},
+		{"400 categories", 400, nil, "error_400_categories.json", want{kind: providers.Fatal, msg: "(field categories)"}},
+		{"400 reply_to", 400, nil, `{"errors":[{"message":"The reply_to email does not contain a valid address.","field":"reply_to.email"}]}`, want{kind: providers.Fatal}},
+		{"400 tracking settings", 400, nil, `{"errors":[{"message":"bad","field":"tracking_settings.subscription_tracking.enable"}]}`, want{kind: providers.Fatal}},
+		{"400 personalization subject", 400, nil, `{"errors":[{"message":"The subject is required.","field":"personalizations.0.subject"}]}`, want{kind: providers.Fatal}},
+		{"400 recipient name", 400, nil, `{"errors":[{"message":"bad name","field":"personalizations.0.to.0.name"}]}`, want{kind: providers.Permanent}},
+		{"400 recipient list", 400, nil, `{"errors":[{"message":"Each email address in the personalization block should be unique","field":"personalizations.0.to"}]}`, want{kind: providers.Permanent}},
+		{"400 no field", 400, nil, `{"errors":[{"message":"Bad Request","field":null}]}`, want{kind: providers.Permanent}},
+		{"400 toast field", 400, nil, `{"errors":[{"message":"x","field":"personalizations.0.toast"}]}`, want{kind: providers.Fatal}},
 		{"400 recipient", 400, nil, "error_400_to.json", want{kind: providers.Permanent, bounce: true, msg: "Does not contain a valid address. (field personalizations.0.to.0.email)"}},
 		{"400 not json", 400, nil, "oops", want{kind: providers.Permanent, msg: "Bad Request"}},
 		{"413", 413, nil, "error_413.json", want{kind: providers.Permanent, msg: "too large"}},
@@ -334,7 +264,7 @@ func TestClassify(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			body := []byte(c.body)
-			if strings.HasSuffix(c.body, ".json") {
+			if strings.HasSuffix(c.body, ".json") && !strings.HasPrefix(c.body, "{") {
 				body = fixture(t, c.body)
 			}
 			h := c.header
@@ -514,6 +444,7 @@ func TestRegistration(t *testing.T) {
 		{"unset variable, no secrets", "api_key_env: NOPE", false, ""},
 		{"unset variable", "api_key_env: NOPE", true, "NOPE"},
 		{"unknown key", "api_key_env: SG_KEY\napi_key: SG.inline", false, "api_key"},
+		{"key pasted into api_key_env", "api_key_env: SG.AbC123xyz.pasted", false, "does not look like an environment variable name"},
 		{"bad endpoint", "api_key_env: SG_KEY\nendpoint: api.sendgrid.com", false, "endpoint"},
 		{"endpoint with query", "api_key_env: SG_KEY\nendpoint: https://x.example/?k=1", false, "query"},
 		{"negative timeout", "api_key_env: SG_KEY\ntimeout: -1s", false, "negative"},
@@ -585,4 +516,197 @@ func BenchmarkSend(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestFakeReplaysDocumentedExample: the request example of SendGrid's Mail Send reference
+// is accepted by the fake, and herald's own request passes the same checks.
+func TestFakeReplaysDocumentedExample(t *testing.T) {
+	f := newFake(t, nil)
+	req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/v3/mail/send", strings.NewReader(string(fixture(t, "request_example.json"))))
+	req.Header.Set("Authorization", "Bearer "+testKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("documented example answered %s", resp.Status)
+	}
+	got := f.received()
+	if len(got) != 1 || got[0].To != "john@example.com" || got[0].Subject != "Hello, World!" {
+		t.Errorf("received %+v", got)
+	}
+	// The documented example leaves subscription tracking to the account: the account's
+	// own List-Unsubscribe replaces any other.
+	if lu := got[0].Headers.Get("List-Unsubscribe"); !strings.Contains(lu, "sendgrid.example") {
+		t.Errorf("List-Unsubscribe = %q, want the account's subscription tracking link", lu)
+	}
+}
+
+// TestNamesWithCommasAreDelivered: SendGrid accepts a name holding ',' or ';' with 202
+// and drops the mail later; herald removes those characters so the mail goes.
+func TestNamesWithCommasAreDelivered(t *testing.T) {
+	f := newFake(t, nil)
+	p := newProvider(t, f.srv.URL, Config{})
+	msg := providertest.Message("ann.smith@example.org", 1)
+	msg.ToName = "Smith, Ann; PhD"
+	msg.From = `"News, Weekly; Acme" <news@example.com>`
+	msg.ReplyTo = "help@example.com"
+	if _, err := p.Send(context.Background(), msg); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	if d := f.droppedLater(); len(d) != 0 {
+		t.Fatalf("SendGrid would drop the message: %v", d)
+	}
+	if n := len(f.received()); n != 1 {
+		t.Fatalf("received %d messages, want 1", n)
+	}
+	var body struct {
+		From             struct{ Name string } `json:"from"`
+		Personalizations []struct {
+			To []struct{ Name string } `json:"to"`
+		} `json:"personalizations"`
+	}
+	if err := json.Unmarshal(f.requests()[0].Body, &body); err != nil {
+		t.Fatal(err)
+	}
+	if got := body.Personalizations[0].To[0].Name; got != "Smith Ann PhD" {
+		t.Errorf("to.name = %q, want %q", got, "Smith Ann PhD")
+	}
+	if body.From.Name != "News Weekly Acme" {
+		t.Errorf("from.name = %q", body.From.Name)
+	}
+}
+
+func TestDisplayName(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                "",
+		"Ann Smith":       "Ann Smith",
+		"Smith, Ann":      "Smith Ann",
+		";,":              "",
+		"a;b,c":           "a b c",
+		" Dupont ,  Zoé ": "Dupont Zoé",
+	} {
+		if got := DisplayName(in); got != want {
+			t.Errorf("DisplayName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestHeraldsUnsubscribeStands: with subscription tracking on in the account, SendGrid
+// would replace herald's List-Unsubscribe unless the request turns tracking off.
+func TestHeraldsUnsubscribeStands(t *testing.T) {
+	f := newFake(t, nil)
+	p := newProvider(t, f.srv.URL, Config{})
+	if _, err := p.Send(context.Background(), providertest.Message("a@example.org", 3)); err != nil {
+		t.Fatal(err)
+	}
+	got := f.received()
+	if len(got) != 1 {
+		t.Fatalf("received %d", len(got))
+	}
+	if lu := got[0].Headers.Get("List-Unsubscribe"); lu != "<https://news.example.com/u/tok3>, <mailto:unsubscribe@example.com>" {
+		t.Errorf("List-Unsubscribe = %q, want herald's", lu)
+	}
+	if strings.Contains(got[0].Text, "sendgrid.example") {
+		t.Errorf("SendGrid's own unsubscribe footer was added: %q", got[0].Text)
+	}
+}
+
+func TestReservedHeaders(t *testing.T) {
+	for _, name := range []string{"Received", "DKIM-Signature", "x-sg-id", "X-SG-EID", "Content-Type", "content-transfer-encoding", "To", "From", "Subject", "Reply-To", "CC", "bcc"} {
+		if !Reserved(name) {
+			t.Errorf("Reserved(%q) = false", name)
+		}
+	}
+	for _, name := range []string{"X-Campaign", "List-Unsubscribe", "List-Unsubscribe-Post", "Precedence", "X-Sg-Idx"} {
+		if Reserved(name) {
+			t.Errorf("Reserved(%q) = true", name)
+		}
+	}
+	// validate runs the registration's Check: the campaign's headers are refused there.
+	err := Registration().Check(providers.Spec{Kind: Name, Decode: spec("api_key_env: SG_KEY", nil).Decode,
+		Headers: map[string]string{"X-Campaign": "n", "X-SG-EID": "forged", "Received": "x"}}, false)
+	if err == nil || !strings.HasPrefix(err.Error(), "sendgrid: headers: ") || !strings.Contains(err.Error(), "Received, X-SG-EID") {
+		t.Errorf("Check with reserved headers = %v", err)
+	}
+	if err := Registration().Check(providers.Spec{Kind: Name, Decode: spec("api_key_env: SG_KEY", nil).Decode,
+		Headers: map[string]string{"X-Campaign": "n"}}, false); err != nil {
+		t.Errorf("Check with an ordinary header = %v", err)
+	}
+	// Reaching Send anyway, a reserved header stops the run: every message carries it.
+	f := newFake(t, nil)
+	p := newProvider(t, f.srv.URL, Config{})
+	msg := providertest.Message("a@example.org", 1)
+	msg.Headers = append(msg.Headers, providers.Header{Name: "DKIM-Signature", Value: "v=1"})
+	if _, err := p.Send(context.Background(), msg); providers.KindOf(err) != providers.Fatal {
+		t.Errorf("Send with a reserved header = %v, want fatal", err)
+	}
+	if n := len(f.requests()); n != 0 {
+		t.Errorf("the request was sent anyway (%d)", n)
+	}
+}
+
+// TestNonASCIIHeaderEncoded: SendGrid sends header values as they are; herald encodes a
+// non-ASCII value as an RFC 2047 encoded word.
+func TestNonASCIIHeaderEncoded(t *testing.T) {
+	f := newFake(t, nil)
+	p := newProvider(t, f.srv.URL, Config{})
+	msg := providertest.Message("a@example.org", 1)
+	msg.Headers = append(msg.Headers, providers.Header{Name: "X-Edition", Value: "Café ☕ du matin"}, providers.Header{Name: "X-Plain", Value: "plain"})
+	if _, err := p.Send(context.Background(), msg); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	body := string(f.requests()[0].Body)
+	if !strings.Contains(body, `"X-Edition":"=?utf-8?q?`) || !strings.Contains(body, `"X-Plain":"plain"`) {
+		t.Errorf("headers in %s", body)
+	}
+	got := f.received()
+	if len(got) != 1 || got[0].Headers.Get("X-Edition") != "Café ☕ du matin" {
+		t.Errorf("received %+v", got)
+	}
+}
+
+func TestCategory(t *testing.T) {
+	long := strings.Repeat("é", 300)
+	for in, want := range map[string]string{
+		"november-news":          "november-news",
+		"été 2026":               "_t_ 2026",
+		long:                     strings.Repeat("_", 255),
+		"tab\there":              "tab_here",
+		strings.Repeat("a", 256): strings.Repeat("a", 255),
+	} {
+		if got := Category(in); got != want {
+			t.Errorf("Category(%.20q…) = %.20q…, want %.20q…", in, got, want)
+		}
+	}
+	f := newFake(t, nil)
+	p := newProvider(t, f.srv.URL, Config{})
+	msg := providertest.Message("a@example.org", 1)
+	msg.Campaign = long
+	if _, err := p.Send(context.Background(), msg); err != nil {
+		t.Fatalf("Send with a long non-ASCII campaign name: %v", err)
+	}
+}
+
+// TestSenderRejectionIsFatal: an unverified sender is refused for every recipient; the
+// run must stop rather than mark each one failed.
+func TestSenderRejectionIsFatal(t *testing.T) {
+	f := newFake(t, nil)
+	f.verified = []string{"@verified.example"}
+	p := newProvider(t, f.srv.URL, Config{})
+	_, err := p.Send(context.Background(), providertest.Message("a@example.org", 1))
+	if pe := providers.AsError(err); pe == nil || pe.Kind != providers.Fatal || pe.Bounce {
+		t.Fatalf("Send from an unverified sender = %v, want fatal", err)
+	}
+	for _, fx := range []string{"error_400_from.json", "error_400_from_identity.json", "error_400_headers.json"} {
+		f := newFake(t, func(w http.ResponseWriter, _ *http.Request, _ int) bool {
+			jsonAnswer(w, http.StatusBadRequest, fixture(t, fx))
+			return false
+		})
+		p := newProvider(t, f.srv.URL, Config{})
+		if _, err := p.Send(context.Background(), providertest.Message("a@example.org", 1)); providers.KindOf(err) != providers.Fatal {
+			t.Errorf("400 %s = %v, want fatal", fx, err)
+		}
+	}
 }

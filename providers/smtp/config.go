@@ -1,12 +1,8 @@
 package smtp
 
 import (
-	"crypto"
-	"crypto/ed25519"
-	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -59,16 +55,6 @@ type Config struct {
 	Password providers.Secret `yaml:"-"`
 }
 
-// DKIMConfig is the `dkim:` block of the SMTP provider.
-type DKIMConfig struct {
-	// Domain is the signing domain (d=).
-	Domain string `yaml:"domain"`
-	// Selector is the key's selector (s=).
-	Selector string `yaml:"selector"`
-	// PrivateKeyFile is a PEM file holding an RSA (PKCS #1 or #8) or Ed25519 key.
-	PrivateKeyFile string `yaml:"private_key_file"`
-}
-
 // WithDefaults returns c with every unset setting at its default. It is the one place
 // defaults are decided.
 func (c Config) WithDefaults() Config {
@@ -119,6 +105,9 @@ func (c Config) validate() error {
 	if c.Username != "" && c.PasswordEnv == "" {
 		return errors.New("smtp: username is set but password_env is not (the name of the environment variable holding the password)")
 	}
+	if err := providers.CheckEnvName("smtp", "password_env", c.PasswordEnv); err != nil {
+		return err
+	}
 	if strings.ContainsAny(c.Username, "\r\n") {
 		return errors.New("smtp: username contains a line break")
 	}
@@ -168,52 +157,6 @@ func loadRoots(file string) (*x509.CertPool, error) {
 		return nil, fmt.Errorf("smtp: ca_file %s holds no PEM certificate", file)
 	}
 	return pool, nil
-}
-
-// load checks the DKIM settings and parses the key.
-func (d *DKIMConfig) load() (crypto.Signer, error) {
-	if d.Domain == "" || d.Selector == "" || d.PrivateKeyFile == "" {
-		return nil, errors.New("smtp: dkim needs domain, selector and private_key_file")
-	}
-	data, err := os.ReadFile(d.PrivateKeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("smtp: dkim private_key_file: %w", err)
-	}
-	key, err := parseKey(data)
-	if err != nil {
-		return nil, fmt.Errorf("smtp: dkim private_key_file %s: %w", d.PrivateKeyFile, err)
-	}
-	return key, nil
-}
-
-// parseKey reads an RSA (PKCS #1 or #8) or Ed25519 (PKCS #8) private key from PEM. Its
-// errors never quote the key.
-func parseKey(data []byte) (crypto.Signer, error) {
-	block, _ := pem.Decode(data)
-	if block == nil {
-		return nil, errors.New("no PEM block")
-	}
-	switch block.Type {
-	case "RSA PRIVATE KEY":
-		k, err := x509.ParsePKCS1PrivateKey(block.Bytes)
-		if err != nil {
-			return nil, errors.New("malformed RSA private key")
-		}
-		return k, nil
-	case "PRIVATE KEY":
-		k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
-		if err != nil {
-			return nil, errors.New("malformed PKCS #8 private key")
-		}
-		switch k := k.(type) {
-		case *rsa.PrivateKey:
-			return k, nil
-		case ed25519.PrivateKey:
-			return k, nil
-		}
-		return nil, fmt.Errorf("DKIM needs an RSA or Ed25519 key, not %T", k)
-	}
-	return nil, fmt.Errorf("PEM block %q is not a private key", block.Type)
 }
 
 // isLoopback reports whether host names this machine.

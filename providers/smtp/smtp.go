@@ -15,7 +15,6 @@ package smtp
 import (
 	"bytes"
 	"context"
-	"crypto"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -51,10 +50,8 @@ func decode(s providers.Spec) (Config, error) {
 	if c.CAFile != "" {
 		c.CAFile = s.Path(c.CAFile)
 	}
-	if c.DKIM != nil && c.DKIM.PrivateKeyFile != "" {
-		d := *c.DKIM
-		d.PrivateKeyFile = s.Path(d.PrivateKeyFile)
-		c.DKIM = &d
+	if c.DKIM != nil {
+		c.DKIM = c.DKIM.resolve(s.Path)
 	}
 	if err := c.validate(); err != nil {
 		return Config{}, err
@@ -66,6 +63,10 @@ func check(s providers.Spec, secrets bool) error {
 	c, err := decode(s)
 	if err != nil {
 		return err
+	}
+	if c.DKIM != nil {
+		keys, _ := c.DKIM.load()
+		warnWeak(keys, s.Warn)
 	}
 	if secrets && c.Username != "" {
 		if _, err := providers.SecretFromEnv(s, Kind, "password_env", c.PasswordEnv); err != nil {
@@ -109,9 +110,11 @@ type Provider struct {
 	addr      string
 	timeout   time.Duration
 	tls       *tls.Config
-	dkim      crypto.Signer
+	dkim      []dkimKey
 	warnf     func(format string, args ...any)
 	localName string
+	// redact removes the password and its AUTH forms from everything Send returns.
+	redact providers.Redactor
 
 	mu     sync.Mutex
 	idle   []*conn
@@ -129,7 +132,8 @@ func New(cfg Config, opts ...Option) (*Provider, error) {
 	if cfg.Username != "" && cfg.Password.Empty() {
 		return nil, fmt.Errorf("smtp: username %s is set but the password (from %s) is empty", cfg.Username, cfg.PasswordEnv)
 	}
-	p := &Provider{cfg: cfg, addr: net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port))}
+	p := &Provider{cfg: cfg, addr: net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)),
+		redact: providers.NewRedactor(cfg.Username, cfg.Password)}
 	p.timeout, _ = cfg.timeout()
 	var err error
 	if p.tls, err = cfg.tlsConfig(); err != nil {
@@ -227,8 +231,15 @@ func (p *Provider) give(c *conn) {
 }
 
 // Send delivers msg to msg.To with msg.Sender() as the envelope sender. The receipt id
-// is the queue id the relay answered with, else msg.MessageID.
+// is the queue id the relay answered with, else msg.MessageID. The relay's text in
+// errors and receipts has the password and its AUTH PLAIN/LOGIN forms removed (some
+// relays echo the exchange in their 535 answer).
 func (p *Provider) Send(ctx context.Context, msg *providers.Message) (providers.Receipt, error) {
+	r, err := p.send(ctx, msg)
+	return p.redact.Receipt(r), p.redact.Error(err)
+}
+
+func (p *Provider) send(ctx context.Context, msg *providers.Message) (providers.Receipt, error) {
 	if msg == nil || len(msg.Raw) == 0 {
 		return providers.Receipt{}, &providers.Error{Provider: Kind, Kind: providers.Permanent, Message: "empty message"}
 	}
@@ -236,7 +247,7 @@ func (p *Provider) Send(ctx context.Context, msg *providers.Message) (providers.
 		return providers.Receipt{}, &providers.Error{Provider: Kind, Kind: providers.Permanent, Message: fmt.Sprintf("invalid envelope %q -> %q", msg.Sender(), msg.To)}
 	}
 	var sig []byte
-	if p.dkim != nil {
+	if len(p.dkim) > 0 {
 		s, err := p.sign(msg.Raw)
 		if err != nil {
 			return providers.Receipt{}, err
@@ -342,12 +353,8 @@ func (p *Provider) handshake(ctx context.Context, dc *deadlineConn) (*conn, erro
 		}
 	}
 	c.pipelining, _ = cl.Extension("PIPELINING")
-	if ok, _ := cl.Extension("8BITMIME"); ok {
-		c.mailParams += " BODY=8BITMIME"
-	}
-	if ok, _ := cl.Extension("SMTPUTF8"); ok {
-		c.mailParams += " SMTPUTF8"
-	}
+	c.has8BitMIME, _ = cl.Extension("8BITMIME")
+	c.hasSMTPUTF8, _ = cl.Extension("SMTPUTF8")
 	return c, nil
 }
 
@@ -395,10 +402,10 @@ type conn struct {
 	uses, sent int
 	// buf holds the dot-stuffed message being sent, reused between messages.
 	buf []byte
-	// pipelining is set when the server offers PIPELINING; mailParams are the
-	// parameters of MAIL FROM that go-mail's client would add (BODY=8BITMIME, SMTPUTF8).
-	pipelining bool
-	mailParams string
+	// pipelining is set when the server offers PIPELINING; has8BitMIME and hasSMTPUTF8
+	// when it offers those extensions (declared per message by mailParams).
+	pipelining               bool
+	has8BitMIME, hasSMTPUTF8 bool
 	// dirty is set when a transaction was begun and not finished: RSET before reuse.
 	dirty bool
 }
@@ -457,9 +464,13 @@ func (c *conn) send(ctx context.Context, timeout time.Duration, msg *providers.M
 		}
 		c.dirty = false
 	}
+	params, perr := c.mailParams(msg, sig)
+	if perr != nil {
+		return "", &failure{err: perr, keep: true}
+	}
 	c.dirty = true
 	c.dc.arm(timeout)
-	if st, err := c.begin(msg.Sender(), msg.To); err != nil {
+	if st, err := c.begin(msg.Sender(), msg.To, params); err != nil {
 		return "", fail(st, err)
 	}
 	c.dc.arm(timeout)
@@ -488,11 +499,13 @@ func (c *conn) send(ctx context.Context, timeout time.Duration, msg *providers.M
 // server offers PIPELINING (RFC 2920, nearly every relay does) the three commands go out
 // in one write and their answers are read in order: one round trip instead of three.
 // It returns the stage whose answer failed first.
-func (c *conn) begin(from, to string) (stage, error) {
+func (c *conn) begin(from, to, params string) (stage, error) {
 	// go-mail's client sends the path as given: the angle brackets are ours to add.
 	from, to = "<"+from+">", "<"+to+">"
 	if !c.pipelining {
-		if err := c.cl.Mail(from); err != nil {
+		// MAIL FROM is written here rather than by go-mail's Client.Mail, which declares
+		// BODY=8BITMIME and SMTPUTF8 on every message the server would take them for.
+		if err := c.mail(from + params); err != nil {
 			return stageMail, err
 		}
 		if err := c.cl.Rcpt(to); err != nil {
@@ -504,7 +517,7 @@ func (c *conn) begin(from, to string) (stage, error) {
 		return stageMail, errors.New("smtp: a line break in an address")
 	}
 	t := c.cl.Text
-	t.W.WriteString("MAIL FROM:" + from + c.mailParams + "\r\nRCPT TO:" + to + "\r\nDATA\r\n")
+	t.W.WriteString("MAIL FROM:" + from + params + "\r\nRCPT TO:" + to + "\r\nDATA\r\n")
 	if err := t.W.Flush(); err != nil {
 		return stageMail, err
 	}
@@ -544,6 +557,69 @@ func (c *conn) begin(from, to string) (stage, error) {
 func isReply(err error) bool {
 	var te *textproto.Error
 	return errors.As(err, &te)
+}
+
+// mail sends MAIL FROM:path (with its parameters) and reads the 250.
+func (c *conn) mail(pathAndParams string) error {
+	if strings.ContainsAny(pathAndParams, "\r\n") {
+		return errors.New("smtp: a line break in an address")
+	}
+	id, err := c.cl.Text.Cmd("MAIL FROM:%s", pathAndParams)
+	if err != nil {
+		return err
+	}
+	c.cl.Text.StartResponse(id)
+	defer c.cl.Text.EndResponse(id)
+	_, _, err = c.cl.Text.ReadResponse(250)
+	return err
+}
+
+// mailParams returns the MAIL FROM parameters msg needs (RFC 6152, RFC 6531):
+// BODY=8BITMIME only when a byte of the message is not 7-bit, SMTPUTF8 only when an
+// envelope address or a header field is not ASCII. A message that needs SMTPUTF8 from a
+// server that does not offer it cannot be sent: Permanent for a recipient's address,
+// Fatal when the sender's address or the campaign's headers need it. A message with
+// 8-bit bytes goes to a server without 8BITMIME as it is, undeclared, as before.
+func (c *conn) mailParams(msg *providers.Message, sig []byte) (string, error) {
+	header, body := splitHeader(msg.Raw)
+	var params string
+	if c.has8BitMIME && (!isASCII(body) || !isASCII(header) || !isASCII(sig)) {
+		params += " BODY=8BITMIME"
+	}
+	from := msg.Sender()
+	needUTF8 := !isASCII([]byte(from)) || !isASCII([]byte(msg.To)) || !isASCII(header)
+	if !needUTF8 {
+		return params, nil
+	}
+	if c.hasSMTPUTF8 {
+		return params + " SMTPUTF8", nil
+	}
+	if isASCII([]byte(from)) && isASCII(header) {
+		return "", &providers.Error{Provider: Kind, Kind: providers.Permanent,
+			Message: fmt.Sprintf("the relay does not offer SMTPUTF8, which the address %q needs", msg.To)}
+	}
+	return "", &providers.Error{Provider: Kind, Kind: providers.Fatal,
+		Message: "the relay does not offer SMTPUTF8, which the sender address or the message header needs"}
+}
+
+// splitHeader returns the header section of raw (up to the blank line) and the body.
+func splitHeader(raw []byte) (header, body []byte) {
+	if i := bytes.Index(raw, []byte("\r\n\r\n")); i >= 0 {
+		return raw[:i+2], raw[i+4:]
+	}
+	if i := bytes.Index(raw, []byte("\n\n")); i >= 0 {
+		return raw[:i+1], raw[i+2:]
+	}
+	return raw, nil
+}
+
+func isASCII(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // startData sends DATA and reads the 354 go-ahead. The message itself is written by

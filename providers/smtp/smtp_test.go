@@ -170,6 +170,47 @@ func TestAuthFailureIsFatalAndHidesPassword(t *testing.T) {
 	}
 }
 
+// TestAuthEchoIsRedacted: a relay that answers a failed AUTH with the exchange itself
+// (the base64 blob of AUTH PLAIN and the decoded credentials) must not bring the password
+// or any of its encoded forms into the error.
+func TestAuthEchoIsRedacted(t *testing.T) {
+	const user, pass = "herald-user", "Tr0ub4dor&3-horse"
+	srv := smtptest.Start(t, smtptest.Options{Username: user, Password: "the-right-one",
+		AuthFailed: func(u, p string) *gosmtp.SMTPError {
+			blob := base64.StdEncoding.EncodeToString([]byte("\x00" + u + "\x00" + p))
+			return &gosmtp.SMTPError{Code: 535, EnhancedCode: gosmtp.EnhancedCode{5, 7, 8},
+				Message: "Authentication failed for " + blob + " (|" + u + "|" + p + ")"}
+		}})
+	p := newProvider(t, srv, func(c *Config) {
+		c.Username, c.PasswordEnv, c.Password = user, "P", providers.NewSecret(pass)
+	})
+	_, err := p.Send(context.Background(), providertest.Message("x@example.org", 1))
+	pe := providers.AsError(err)
+	if pe == nil || pe.Kind != providers.Fatal || pe.Code != 535 || pe.Enhanced != "5.7.8" {
+		t.Fatalf("Send = %v, want fatal 535 5.7.8", err)
+	}
+	forms := []string{pass,
+		base64.StdEncoding.EncodeToString([]byte("\x00" + user + "\x00" + pass)),
+		base64.StdEncoding.EncodeToString([]byte(user + "\x00" + pass)),
+		base64.StdEncoding.EncodeToString([]byte(pass)),
+		base64.RawStdEncoding.EncodeToString([]byte("\x00" + user + "\x00" + pass)),
+	}
+	var texts []string
+	for e := error(err); e != nil; e = errors.Unwrap(e) {
+		texts = append(texts, e.Error(), fmt.Sprintf("%+v", e), fmt.Sprintf("%#v", e))
+	}
+	for _, s := range texts {
+		for _, f := range forms {
+			if strings.Contains(s, f) {
+				t.Errorf("error text %q holds %q", s, f)
+			}
+		}
+	}
+	if !strings.Contains(err.Error(), "Authentication failed for [redacted]") {
+		t.Errorf("error = %q, want the relay's text with the secret replaced", err)
+	}
+}
+
 func TestClassifyTable(t *testing.T) {
 	for _, c := range []struct {
 		name   string
@@ -671,6 +712,7 @@ func TestCheck(t *testing.T) {
 		{"env var missing", "host: h\nusername: u\npassword_env: OTHER\n", true, "OTHER"},
 		{"env var not checked without secrets", "host: h\nusername: u\npassword_env: OTHER\n", false, ""},
 		{"unknown key", "host: h\npassword: hunter2\n", false, "password"},
+		{"password pasted into password_env", "host: h\nusername: u\npassword_env: hunter2!x\n", false, "does not look like an environment variable name"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			err := Registration().Check(decodeSpec(base, c.block, env, nil), c.secrets)
@@ -682,6 +724,9 @@ func TestCheck(t *testing.T) {
 			}
 			if err == nil || !strings.Contains(err.Error(), c.wantErr) || !strings.HasPrefix(err.Error(), "smtp: ") {
 				t.Fatalf("Check = %v, want an smtp: error mentioning %q", err, c.wantErr)
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("Check echoes the secret: %v", err)
 			}
 		})
 	}

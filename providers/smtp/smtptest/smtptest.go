@@ -62,6 +62,10 @@ type Options struct {
 	// (also without TLS), answer wrong credentials with 535 5.7.8 and refuse MAIL
 	// before authentication with 530 5.7.0.
 	Username, Password string
+	// AuthFailed, when set, is the answer to wrong credentials instead of 535 5.7.8
+	// (relays that echo the exchange in it can be imitated); it receives what the
+	// client sent.
+	AuthFailed func(user, pass string) *smtp.SMTPError
 	// TLS, when set, makes the server offer STARTTLS with this configuration.
 	TLS *tls.Config
 	// ImplicitTLS makes the server speak TLS from the first byte (needs TLS).
@@ -361,6 +365,11 @@ func (as *authSession) Auth(mech string) (sasl.Server, error) {
 	return sasl.NewPlainServer(func(_, user, pass string) error {
 		o := as.s.opts
 		if user != o.Username || pass != o.Password {
+			if o.AuthFailed != nil {
+				if e := o.AuthFailed(user, pass); e != nil {
+					return e
+				}
+			}
 			return smtp.ErrAuthFailed
 		}
 		as.authd = true

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/heraldmail/herald/providers/smtp/smtptest"
+)
+
+// The relay answers every message with the same permanent refusal (a sender it does
+// not accept): the run stops within ten recipients, nobody is failed, and once the
+// relay accepts, the next run sends everyone (issue 14 item 1, the backstop).
+func TestMainSamePermanentAnswerStopsFailing(t *testing.T) {
+	var refuse atomic.Bool
+	refuse.Store(true)
+	srv := smtptest.Start(t, smtptest.Options{
+		Data: func(smtptest.Message) *smtp.SMTPError {
+			if refuse.Load() {
+				return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "sender address not verified"}
+			}
+			return nil
+		},
+	})
+	cf := cliCampaign(t, 40, cliSMTPProvider(srv, ""), "workers: 2\n")
+	e := &cliEnv{}
+	r := e.run(t, "send", cf, "--yes", "--json")
+	if r.code != 1 {
+		t.Errorf("exit %d, want 1", r.code)
+	}
+	sum := cliSummary(t, r)
+	if s, _ := jsonLookup(sum, "stopped"); s != "failing" {
+		t.Errorf("stopped = %q, want failing", s)
+	}
+	if jsonCount(t, sum, "failed") != 0 || jsonCount(t, sum, "pending") != 40 {
+		t.Errorf("failed %d pending %d, want 0 and 40", jsonCount(t, sum, "failed"), jsonCount(t, sum, "pending"))
+	}
+	checkCountsAddUp(t, sum)
+	if !strings.Contains(r.stderr, "sender address not verified") {
+		t.Errorf("stderr does not give the answer")
+	}
+	if n := len(srv.Messages()); n > 11 {
+		t.Errorf("%d messages handed over, want at most 10 (+1 in flight)", n)
+	}
+	refuse.Store(false)
+	r = e.run(t, "send", cf, "--yes", "--json")
+	if r.code != 0 || jsonCount(t, cliSummary(t, r), "sent") != 40 {
+		t.Errorf("after the fix: exit %d, want 0 and 40 sent", r.code)
+	}
+}
+
+// A run whose recipients ended unknown exits 1 (issue 13 item 12).
+func TestMainUnknownExit1(t *testing.T) {
+	srv := smtptest.Start(t, smtptest.Options{DropAfterData: true})
+	cf := cliCampaign(t, 2, cliSMTPProvider(srv, ""), "workers: 1\n")
+	r := (&cliEnv{}).run(t, "send", cf, "--yes", "--json")
+	if r.code != 1 {
+		t.Errorf("exit %d, want 1 (recipients unknown)", r.code)
+	}
+	if n := jsonCount(t, cliSummary(t, r), "unknown"); n == 0 {
+		t.Errorf("no unknown recipient: the relay did not drop as intended")
+	}
+}
+
+// send --json with a store that cannot be used: exit 1, stopped "store" and the error
+// (issue 13 item 6); status on it exits 1 naming the store (item 7).
+func TestMainStoreThatCannotBeUsed(t *testing.T) {
+	cf := cliCampaign(t, 3, cliFileProvider, "")
+	store := filepath.Join(filepath.Dir(cf), "herald.db")
+	if err := os.WriteFile(store, []byte(strings.Repeat("not a database\n", 400)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := (&cliEnv{}).run(t, "send", cf, "--yes", "--json")
+	if r.code != 1 {
+		t.Errorf("exit %d, want 1", r.code)
+	}
+	sum := cliSummary(t, r)
+	if s, _ := jsonLookup(sum, "stopped"); s != "store" {
+		t.Errorf("stopped = %q, want store", s)
+	}
+	if s, _ := jsonLookup(sum, "error"); !strings.Contains(s, store) {
+		t.Errorf("error = %q, want one naming %s", s, store)
+	}
+	if n := cliOutboxFiles(t, cf); n != 0 {
+		t.Errorf("%d message(s) sent", n)
+	}
+	r = (&cliEnv{}).run(t, "status", cf, "--json")
+	if r.code != 1 || !strings.Contains(r.stderr, store) {
+		t.Errorf("status: exit %d, stderr %q: want 1 naming the store", r.code, r.stderr)
+	}
+}
+
+// status on a store whose recipient pages are damaged exits 1 naming the store, rather
+// than blaming the list with a total of -1 (issue 13 item 7).
+func TestMainStatusDamagedStore(t *testing.T) {
+	cf := cliCampaign(t, 10, cliFileProvider, "")
+	e := &cliEnv{}
+	if r := e.run(t, "send", cf, "--yes"); r.code != 0 {
+		t.Fatalf("send: exit %d", r.code)
+	}
+	store := filepath.Join(filepath.Dir(cf), "herald.db")
+	b, err := os.ReadFile(store)
+	if err != nil || len(b) < 2*4096 {
+		t.Fatalf("store: %d bytes, %v", len(b), err)
+	}
+	for i := 4096 + 8; i < 2*4096; i++ { // page 2: the recipients
+		b[i] = 0x55
+	}
+	if err := os.WriteFile(store, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := e.run(t, "status", cf, "--json")
+	if r.code != 1 || !strings.Contains(r.stderr, store) || strings.Contains(r.stdout, `"total":-1`) {
+		t.Errorf("status: exit %d, stderr %q, stdout %q: want exit 1 naming the store", r.code, r.stderr, r.stdout)
+	}
+}
