@@ -258,7 +258,8 @@ func dryRun(ctx context.Context, src *Source, renderer *Renderer, sum *Summary) 
 		if rc.GiveUp {
 			return nil
 		}
-		if _, err := renderer.Message(rc); err != nil && renderErr == nil {
+		var ae *AttachmentError // listed by Validate; sending leaves that recipient pending
+		if _, err := renderer.Message(rc); err != nil && renderErr == nil && !errors.As(err, &ae) {
 			renderErr = err
 		}
 		return nil
@@ -396,7 +397,8 @@ func (r *run) rehearse(limit int) func(*Recipient) error {
 			return nil
 		}
 		n++
-		if _, err := r.renderer.Message(rc); err != nil {
+		var ae *AttachmentError // that recipient stays pending, the others go
+		if _, err := r.renderer.Message(rc); err != nil && !errors.As(err, &ae) {
 			return &ConfigError{Err: fmt.Errorf("%w; nothing was sent", err)}
 		}
 		return nil

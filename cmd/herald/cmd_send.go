@@ -111,6 +111,10 @@ func (a *app) rowWarnings() func(campaign.Warning) {
 	n := 0
 	return func(w campaign.Warning) {
 		n++
+		if w.Line == 0 { // about the campaign's content, not a row
+			a.infof("  %s", w.Reason)
+			return
+		}
 		if n <= 20 {
 			a.infof("  line %d: %s", w.Line, w.Reason)
 		} else if n == 21 {
