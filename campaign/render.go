@@ -176,11 +176,12 @@ func (rd *Renderer) RecipientAttachment(r *Recipient) (string, error) {
 
 // Message renders the message for r.
 func (rd *Renderer) Message(r *Recipient) (*providers.Message, error) {
-	return rd.message(r, r.Email, r.Email)
+	return rd.message(r, r.Email, r.Email, "")
 }
 
-// message renders row r for the address to, with the unsubscribe token of tokenFor.
-func (rd *Renderer) message(r *Recipient, to, tokenFor string) (*providers.Message, error) {
+// message renders row r for the address to, with the unsubscribe token of tokenFor and
+// prefix before the subject.
+func (rd *Renderer) message(r *Recipient, to, tokenFor, prefix string) (*providers.Message, error) {
 	unsub := unsubscribe.URL(rd.c.UnsubscribeURL, rd.signer.Token(rd.c.Name, tokenFor))
 	data := make(map[string]string, len(rd.columns)+3)
 	for i, col := range rd.columns {
@@ -195,6 +196,7 @@ func (rd *Renderer) message(r *Recipient, to, tokenFor string) (*providers.Messa
 	if err != nil {
 		return nil, fmt.Errorf("line %d (%s): %w", r.Line, r.Email, err)
 	}
+	out.Subject = prefix + out.Subject
 	path, err := rd.RecipientAttachment(r)
 	if err != nil {
 		return nil, err
