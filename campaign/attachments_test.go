@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"mime/multipart"
+	"mime/quotedprintable"
 	"net/mail"
 	"os"
 	"path/filepath"
@@ -93,6 +94,12 @@ func mimeFiles(t *testing.T, raw []byte) (files []mimeFile, bodies map[string]st
 			disp, dp, _ := mime.ParseMediaType(get("Content-Disposition"))
 			files = append(files, mimeFile{name: dp["filename"], disposition: disp, contentType: mt,
 				cid: strings.Trim(get("Content-Id"), "<>"), data: data, parents: parents})
+		case "quoted-printable":
+			dec, err := io.ReadAll(quotedprintable.NewReader(bytes.NewReader(body)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			bodies[mt] = string(dec)
 		default:
 			bodies[mt] = string(body)
 		}

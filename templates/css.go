@@ -2,6 +2,7 @@ package templates
 
 import (
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/andybalholm/cascadia"
@@ -106,4 +107,133 @@ func cssWarnings(file, src string) []string {
 			}
 		}
 	}
+}
+
+// Inlining once per campaign. go-premailer works on an HTML document, not on template
+// source: actions inside a tag become junk attributes, and {{ if }}…{{ end }} between
+// table rows is moved out of the table by the HTML parser. So the source is inlined on a
+// copy where every action is a placeholder, and the result is used only when (1) the
+// placeholders come back in the same places relative to the tags, and (2) a sample
+// recipient renders the same both ways. Otherwise every message is inlined on its own.
+
+var actionRe = regexp.MustCompile(`(?s)\{\{.*?\}\}`)
+
+// placeholder is the stand-in for action i: lower-case letters and digits, which the HTML
+// parser and the CSS inliner leave alone in text and attribute values.
+func placeholder(i int) string { return "heraldph" + strconv.Itoa(i) + "x" }
+
+var placeholderRe = regexp.MustCompile(`heraldph[0-9]+x`)
+
+// inlineSource inlines the CSS of template source src once, as described above; ok is
+// false when the source cannot be inlined safely that way.
+func (c *cssInliner) inlineSource(src string) (out string, ok bool) {
+	if placeholderRe.MatchString(src) {
+		return "", false
+	}
+	var actions []string
+	copySrc := actionRe.ReplaceAllStringFunc(src, func(a string) string {
+		actions = append(actions, a)
+		return placeholder(len(actions) - 1)
+	})
+	inlined, err := c.inline(copySrc)
+	if err != nil {
+		return "", false
+	}
+	if !sameSkeleton(copySrc, inlined) {
+		return "", false
+	}
+	seen := make([]bool, len(actions))
+	out = placeholderRe.ReplaceAllStringFunc(inlined, func(p string) string {
+		i, _ := strconv.Atoi(p[len("heraldph") : len(p)-1])
+		if i >= len(actions) || seen[i] {
+			ok = false
+			return p
+		}
+		seen[i] = true
+		return actions[i]
+	})
+	for _, s := range seen {
+		if !s {
+			return "", false
+		}
+	}
+	return out, true
+}
+
+// skeleton is the sequence of tag names and placeholders of an HTML document, without
+// the elements the parser or the inliner add or move (html, head, body, tbody, style)
+// and without attributes other than placeholders in their values.
+func skeleton(doc string) []string {
+	var out []string
+	z := html.NewTokenizer(strings.NewReader(doc))
+	inStyle := false
+	for {
+		tt := z.Next()
+		switch tt {
+		case html.ErrorToken:
+			return out
+		case html.TextToken:
+			if !inStyle {
+				out = append(out, placeholderRe.FindAllString(string(z.Text()), -1)...)
+			}
+		case html.StartTagToken, html.SelfClosingTagToken, html.EndTagToken:
+			name, hasAttr := z.TagName()
+			a := atom.Lookup(name)
+			if a == atom.Style {
+				inStyle = tt == html.StartTagToken
+				continue
+			}
+			switch a {
+			case atom.Html, atom.Head, atom.Body, atom.Tbody:
+				continue
+			}
+			if tt == html.EndTagToken {
+				out = append(out, "/"+string(name))
+				continue
+			}
+			out = append(out, string(name))
+			for hasAttr {
+				var k, v []byte
+				k, v, hasAttr = z.TagAttr()
+				if placeholderRe.Match(k) {
+					out = append(out, "attr-name") // an action inside a tag: cannot be kept
+				}
+				if string(k) != "style" {
+					for _, p := range placeholderRe.FindAllString(string(v), -1) {
+						out = append(out, string(k)+"="+p)
+					}
+				}
+			}
+		case html.CommentToken:
+			out = append(out, placeholderRe.FindAllString(string(z.Text()), -1)...)
+		}
+	}
+}
+
+// sameSkeleton reports whether inlining kept every tag and placeholder where it was.
+func sameSkeleton(before, after string) bool {
+	a, b := skeleton(before), skeleton(after)
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// normalizeHTML parses and serialises a document, so that two renderings that differ
+// only in how characters are escaped compare equal.
+func normalizeHTML(doc string) string {
+	n, err := html.Parse(strings.NewReader(doc))
+	if err != nil {
+		return doc
+	}
+	var b strings.Builder
+	if err := html.Render(&b, n); err != nil {
+		return doc
+	}
+	return b.String()
 }

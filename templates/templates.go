@@ -111,6 +111,12 @@ type Set struct {
 	css        *cssInliner // nil: no inlining
 	warnings   []string
 
+	// CSS inlined once into the template source (see prepareCSS): until then, or when
+	// that is not safe, every message is inlined on its own.
+	htmlSrc, layoutSrc string
+	cssPrepared        bool
+	cssPerMessage      bool
+
 	// refs are the data keys each template reads at top level, found once by Parse.
 	refs []ref
 
@@ -232,14 +238,8 @@ func Parse(src Sources) (*Set, error) {
 	}
 	if layout != "" {
 		s.layoutFile = layoutFile
-		s.layout = htmltemplate.New(layoutFile).Option("missingkey=error")
-		if s.layout, err = s.layout.Parse(layout); err != nil {
-			return nil, templateError(layoutFile, err)
-		}
-		if s.layout.Lookup("body") == nil {
-			if _, err := s.layout.New("body").Parse("{{ .Body }}"); err != nil {
-				return nil, templateError(layoutFile, err)
-			}
+		if s.layout, err = parseLayout(layoutFile, layout); err != nil {
+			return nil, err
 		}
 		for _, r := range htmlRefs(s.layout) {
 			if r.key != KeyBody && r.key != KeySubject {
@@ -254,8 +254,10 @@ func Parse(src Sources) (*Set, error) {
 	if layout != "" {
 		styled = layout
 	}
+	s.htmlSrc, s.layoutSrc = src.HTML, layout
 	if src.InlineCSS != nil && *src.InlineCSS || src.InlineCSS == nil && hasStyleElement(styled) {
 		s.css = newCSSInliner()
+		s.cssPerMessage = true
 		if layout != "" {
 			s.warnings = append(s.warnings, cssWarnings(layoutFile, layout)...)
 		}
@@ -271,6 +273,65 @@ func Parse(src Sources) (*Set, error) {
 	}
 	return s, nil
 }
+
+// parseLayout parses a layout and gives it a "body" template showing {{ .Body }} unless
+// it defines one.
+func parseLayout(file, src string) (*htmltemplate.Template, error) {
+	t, err := htmltemplate.New(file).Option("missingkey=error").Parse(src)
+	if err != nil {
+		return nil, templateError(file, err)
+	}
+	if t.Lookup("body") == nil {
+		if _, err := t.New("body").Parse("{{ .Body }}"); err != nil {
+			return nil, templateError(file, err)
+		}
+	}
+	return t, nil
+}
+
+// prepareCSS inlines the CSS once into the template source when that gives the same
+// message as inlining each message (checked on the sample data of Check). Otherwise,
+// and always when a layout's rules style the body it frames, every message is inlined
+// on its own.
+func (s *Set) prepareCSS(data map[string]string) {
+	if s.css == nil || s.cssPrepared {
+		return
+	}
+	s.cssPrepared = true
+	want, err := s.Render(data)
+	if err != nil {
+		return
+	}
+	styled := s.htmlSrc
+	if s.layout != nil {
+		styled = s.layoutSrc
+	}
+	inl, ok := s.css.inlineSource(styled)
+	if !ok {
+		return
+	}
+	oldHTML, oldLayout := s.html, s.layout
+	if s.layout != nil {
+		if s.layout, err = parseLayout(s.layoutFile, inl); err != nil {
+			s.layout = oldLayout
+			return
+		}
+	} else {
+		if s.html, err = htmltemplate.New(s.htmlFile).Option("missingkey=error").Parse(inl); err != nil {
+			s.html = oldHTML
+			return
+		}
+	}
+	s.cssPerMessage = false
+	got, err := s.Render(data)
+	if err != nil || normalizeHTML(got.HTML) != normalizeHTML(want.HTML) || got.Text != want.Text {
+		s.html, s.layout, s.cssPerMessage = oldHTML, oldLayout, true
+	}
+}
+
+// CSSPerMessage reports whether the CSS is inlined into every message (true) or was
+// inlined once into the templates (false, also when there is nothing to inline).
+func (s *Set) CSSPerMessage() bool { return s.css != nil && s.cssPerMessage }
 
 func parseText(name, src string) (*texttemplate.Template, error) {
 	t, err := texttemplate.New(name).Option("missingkey=error").Parse(src)
@@ -291,7 +352,8 @@ func (s *Set) HasText() bool { return s.text != nil }
 // built-ins. It returns an error naming the missing column and the template file
 // (`template.html:3: no column "frist_name" in the list (columns: email, first_name)`),
 // or the refusal when a body part never shows the UnsubscribeURL. With only HTML, the
-// derived text must keep the link URL.
+// derived text must keep the link URL. Check also decides, on its sample data, whether
+// the CSS can be inlined once into the templates (call it before rendering concurrently).
 func (s *Set) Check(columns []string) error {
 	have := make(map[string]bool, len(columns)+3)
 	data := make(map[string]string, len(columns)+3)
@@ -343,6 +405,7 @@ func (s *Set) Check(columns []string) error {
 				s.htmlFile, ErrNoUnsubscribeLink)
 		}
 	}
+	s.prepareCSS(data)
 	return nil
 }
 
@@ -409,7 +472,7 @@ func (s *Set) Render(data map[string]string) (Rendered, error) {
 			return Rendered{}, err
 		}
 	}
-	if s.css != nil && out.HTML != "" {
+	if s.css != nil && s.cssPerMessage && out.HTML != "" {
 		if out.HTML, err = s.css.inline(out.HTML); err != nil {
 			return Rendered{}, fmt.Errorf("inlining CSS: %w", err)
 		}
