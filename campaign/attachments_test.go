@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"io"
 	"mime"
@@ -19,6 +20,7 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 
+	"github.com/heraldmail/herald/providers/sendgrid"
 	"github.com/heraldmail/herald/providers/smtp/smtptest"
 )
 
@@ -273,5 +275,53 @@ func TestAttachmentsThroughProviders(t *testing.T) {
 			}
 			checkAttachments(t, got["r0002@example.org"][0], files, "invoices/r0002.pdf")
 		})
+	}
+}
+
+// SendGrid builds the message itself: the files go in its attachments array.
+func TestAttachmentsForSendGrid(t *testing.T) {
+	f, files := attachmentFixture(t, "  kind: file\n  dir: outbox\n")
+	c := f.load()
+	src := &Source{Campaign: c}
+	cols, err := src.Columns()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd, err := NewRenderer(c, cols, make([]byte, 32), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := src.Row(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := rd.Message(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := sendgrid.Body(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var req struct {
+		Attachments []struct{ Content, Type, Filename, Disposition, Content_ID string }
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, a := range req.Attachments {
+		data, _ := base64.StdEncoding.DecodeString(a.Content)
+		got[a.Filename] = a.Disposition + " " + a.Type + " " + a.Content_ID
+		key := a.Filename
+		if key == "r0001.pdf" {
+			key = "invoices/r0001.pdf"
+		}
+		if !bytes.Equal(data, files[key]) {
+			t.Errorf("%s: content differs", a.Filename)
+		}
+	}
+	if got["Broschüre 2026.pdf"] != "attachment application/pdf " || got["logo.png"] != "inline image/png logo" || got["r0001.pdf"] != "attachment application/pdf " {
+		t.Errorf("SendGrid attachments: %q", got)
 	}
 }

@@ -23,6 +23,9 @@ type Renderer struct {
 	signer  *unsubscribe.Signer
 	columns []string
 	attCol  int // index of attachment_column in columns, -1 when none
+	// files are the campaign's attachments and inline images, for providers that build
+	// the message themselves.
+	files []providers.Attachment
 }
 
 // AttachmentError is a recipient's own attachment (attachment_column) that cannot be
@@ -118,6 +121,9 @@ func NewRenderer(c *Campaign, columns []string, secret []byte, now func() time.T
 		a.ContentID = id
 		opts.Inline = append(opts.Inline, a)
 	}
+	for _, a := range append(append([]templates.Attachment(nil), opts.Attachments...), opts.Inline...) {
+		rd.files = append(rd.files, providerFile(a))
+	}
 	if rd.builder, err = templates.NewBuilder(opts); err != nil {
 		return nil, &ConfigError{Err: fmt.Errorf("%s: %w", c.Path, err)}
 	}
@@ -125,6 +131,10 @@ func NewRenderer(c *Campaign, columns []string, secret []byte, now func() time.T
 		return nil, err
 	}
 	return rd, nil
+}
+
+func providerFile(a templates.Attachment) providers.Attachment {
+	return providers.Attachment{Name: a.Name, ContentType: templates.DetectType(a.Name, a.Data), ContentID: a.ContentID, Data: a.Data}
 }
 
 // readAttachment reads one file for a message.
@@ -229,6 +239,13 @@ func (rd *Renderer) message(r *Recipient, to, tokenFor, prefix string) (*provide
 	}
 	for i, h := range built.Headers {
 		m.Headers[i] = providers.Header{Name: h[0], Value: h[1]}
+	}
+	if len(rd.files) > 0 || len(out.Attachments) > 0 {
+		m.Attachments = make([]providers.Attachment, 0, len(rd.files)+len(out.Attachments))
+		m.Attachments = append(m.Attachments, rd.files...)
+		for _, a := range out.Attachments {
+			m.Attachments = append(m.Attachments, providerFile(a))
+		}
 	}
 	return m, nil
 }
