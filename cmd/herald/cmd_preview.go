@@ -93,4 +93,3 @@ func (a *app) printPreview(msgs []*providers.Message) {
 		fmt.Fprintln(a.io.Stdout)
 	}
 }
-
