@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/mail"
 	"net/url"
 	"os"
@@ -438,8 +439,10 @@ func ParseRate(s string) (Rate, error) {
 		return Rate{}, fmt.Errorf("%q: write it as N/s, N/m or N/h (e.g. 10/s)", s)
 	}
 	v, err := strconv.ParseFloat(strings.TrimSpace(n), 64)
-	if err != nil || v <= 0 || v > 1e6 {
-		return Rate{}, fmt.Errorf("%q: %q is not a positive number", s, n)
+	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) || v <= 0 || v > 1e6 {
+		// NaN compares false with everything: without its own test it would pass as
+		// "no ceiling at all".
+		return Rate{}, fmt.Errorf("%q: %q is not a finite positive number (at most 1000000)", s, strings.TrimSpace(n))
 	}
 	var per float64
 	switch strings.ToLower(strings.TrimSpace(unit)) {
@@ -452,5 +455,11 @@ func ParseRate(s string) (Rate, error) {
 	default:
 		return Rate{}, fmt.Errorf("%q: unit %q: use s, m or h", s, unit)
 	}
+	if v/per < minRate {
+		return Rate{}, fmt.Errorf("%q: below one message a day", s)
+	}
 	return Rate{PerSecond: v / per, Text: strings.TrimSpace(s)}, nil
 }
+
+// minRate is the lowest rate herald takes, in messages per second: one a day.
+const minRate = 1.0 / 86400

@@ -26,11 +26,22 @@ func TestParseRate(t *testing.T) {
 		{"-1/s", 0, true},
 		{"abc/s", 0, true},
 		{"", 0, true},
+		{"NaN/s", 0, true},
+		{"nan/s", 0, true},
+		{"inf/s", 0, true},
+		{"+Inf/s", 0, true},
+		{"-inf/m", 0, true},
+		{"1e400/s", 0, true},
+		{"Infinity/h", 0, true},
+		{"1e-300/h", 0, true},
 	} {
 		r, err := ParseRate(c.in)
 		if (err != nil) != c.err {
 			t.Errorf("ParseRate(%q) error = %v, want error %v", c.in, err, c.err)
 			continue
+		}
+		if err != nil && !strings.Contains(err.Error(), strings.TrimSpace(c.in)) {
+			t.Errorf("ParseRate(%q) error %q does not name the value", c.in, err)
 		}
 		if err == nil && (r.PerSecond < c.want*0.999 || r.PerSecond > c.want*1.001) {
 			t.Errorf("ParseRate(%q) = %v/s, want %v/s", c.in, r.PerSecond, c.want)

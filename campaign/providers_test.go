@@ -2,6 +2,7 @@ package campaign
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,10 +12,12 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	gosmtp "github.com/emersion/go-smtp"
 
+	"github.com/heraldmail/herald/campaign/journal"
 	"github.com/heraldmail/herald/providers/providertest"
 	"github.com/heraldmail/herald/providers/smtp/smtptest"
 )
@@ -188,5 +191,117 @@ func TestSameCampaignThroughEveryProvider(t *testing.T) {
 				t.Errorf("%s: %s got List-Unsubscribe %q", kind, to, got[0].listUnsub)
 			}
 		}
+	}
+}
+
+// TestSenderRejectionStopsTheRun: each API provider's fake refuses the campaign's sender
+// the way the service does (SendGrid 400 on from, SES MessageRejected naming the
+// unverified return path, Mandrill "unsigned"): the run stops as fatal with nobody
+// failed and everyone pending; once the sender is verified, a second run sends everyone.
+func TestSenderRejectionStopsTheRun(t *testing.T) {
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDTEST")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "test-secret")
+	t.Setenv("AWS_REGION", "eu-west-1")
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
+	const n = 20
+	env := map[string]string{"SG_KEY": "sg-key", "MD_KEY": "md-key"}
+	// Each fake refuses every message while verified is false.
+	fakes := map[string]func(t *testing.T, verified *atomic.Bool, sent *atomic.Int64) string{
+		"sendgrid": func(t *testing.T, verified *atomic.Bool, sent *atomic.Int64) string {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				_, _ = io.Copy(io.Discard, r.Body)
+				if !verified.Load() {
+					w.WriteHeader(400)
+					fmt.Fprint(w, `{"errors":[{"field":"from","message":"The from address does not match a verified Sender Identity."}]}`)
+					return
+				}
+				sent.Add(1)
+				w.WriteHeader(202)
+			}))
+			t.Cleanup(srv.Close)
+			return "  kind: sendgrid\n  api_key_env: SG_KEY\n  endpoint: " + srv.URL + "\n"
+		},
+		"ses": func(t *testing.T, verified *atomic.Bool, sent *atomic.Int64) string {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				_, _ = io.Copy(io.Discard, r.Body)
+				w.Header().Set("Content-Type", "application/json")
+				switch {
+				case r.URL.Path == "/v2/email/account":
+					fmt.Fprint(w, `{"SendingEnabled":true,"EnforcementStatus":"HEALTHY","ProductionAccessEnabled":true,"SendQuota":{"Max24HourSend":1000,"MaxSendRate":500,"SentLast24Hours":0}}`)
+				case !verified.Load():
+					w.Header().Set("X-Amzn-ErrorType", "MessageRejected")
+					w.WriteHeader(400)
+					fmt.Fprint(w, `{"message":"Email address is not verified. The following identities failed the check in region EU-WEST-1: bounces@bounce.example.com"}`)
+				default:
+					sent.Add(1)
+					fmt.Fprintf(w, `{"MessageId":"ses-%d"}`, sent.Load())
+				}
+			}))
+			t.Cleanup(srv.Close)
+			return "  kind: ses\n  region: eu-west-1\n  endpoint: " + srv.URL + "\n"
+		},
+		"mandrill": func(t *testing.T, verified *atomic.Bool, sent *atomic.Int64) string {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				var req struct {
+					To []string `json:"to"`
+				}
+				_ = json.NewDecoder(r.Body).Decode(&req)
+				if len(req.To) != 1 {
+					w.WriteHeader(500)
+					return
+				}
+				status, reason := "rejected", `"unsigned"`
+				if verified.Load() {
+					status, reason = "sent", "null"
+					sent.Add(1)
+				}
+				fmt.Fprintf(w, `[{"email":%q,"status":%q,"reject_reason":%s,"_id":"md-1"}]`, req.To[0], status, reason)
+			}))
+			t.Cleanup(srv.Close)
+			return "  kind: mandrill\n  api_key_env: MD_KEY\n  endpoint: " + srv.URL + "\n"
+		},
+	}
+	for _, kind := range []string{"sendgrid", "ses", "mandrill"} {
+		t.Run(kind, func(t *testing.T) {
+			var verified atomic.Bool
+			var sent atomic.Int64
+			f := newFixture(t, n, fakes[kind](t, &verified, &sent), "return_path: bounces@bounce.example.com\n")
+			sum, err := Send(t.Context(), f.load(), SendOptions{Store: f.store(), Limit: -1}, testEnv(env))
+			var se *StopError
+			if !errors.As(err, &se) || se.Reason != "fatal" {
+				t.Fatalf("first run: err = %v, want a fatal stop", err)
+			}
+			if sum == nil || sum.Stopped != "fatal" || sum.Failed != 0 || sum.Sent != 0 || sum.Pending != n {
+				t.Fatalf("first run summary: %+v", sum)
+			}
+			if c := f.counts(); c[journal.Failed] != 0 || c[journal.Sent] != 0 || c[journal.Unknown] != 0 || c[journal.Sending] != 0 {
+				t.Fatalf("journal after the stop: %v, want nobody failed, sent or in flight", c)
+			}
+			verified.Store(true)
+			sum, err = Send(t.Context(), f.load(), SendOptions{Store: f.store(), Limit: -1}, testEnv(env))
+			if err != nil || sum.Sent != n || sum.Failed != 0 {
+				t.Fatalf("second run: %v, %+v", err, sum)
+			}
+			if got := sent.Load(); got != n {
+				t.Errorf("the service accepted %d messages, want %d", got, n)
+			}
+		})
+	}
+}
+
+// TestValidateRefusesSendGridReservedHeaders: the provider's check, which `validate`
+// runs, sees the campaign's headers and refuses those SendGrid reserves.
+func TestValidateRefusesSendGridReservedHeaders(t *testing.T) {
+	block := "  kind: sendgrid\n  api_key_env: SG_KEY\n"
+	f := newFixture(t, 1, block, "headers:\n  X-SG-EID: forged\n  X-Campaign: nov\n")
+	err := CheckProvider(f.load(), testEnv(map[string]string{"SG_KEY": "SG.key"}), true)
+	var ce *ConfigError
+	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "X-SG-EID") {
+		t.Fatalf("CheckProvider = %v, want a config error naming X-SG-EID", err)
+	}
+	f = newFixture(t, 1, block, "headers:\n  X-Campaign: nov\n")
+	if err := CheckProvider(f.load(), testEnv(map[string]string{"SG_KEY": "SG.key"}), true); err != nil {
+		t.Fatalf("CheckProvider with an ordinary header = %v", err)
 	}
 }

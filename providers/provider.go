@@ -28,8 +28,22 @@
 //     a recipient on its own.
 //
 // Kinds are decided from typed sources (SMTP reply codes, HTTP status codes, SDK error
-// types, an API's error name), never by matching error text. An error that is not an
-// *Error is treated as Temporary.
+// types, an API's error name, the field an API's error names), not by matching error
+// text, except where a service leaves no other choice: SES gives a passing throttle and
+// an exhausted daily quota the same error names and tells them apart only by the
+// message, and names the identities that failed verification only in the message of a
+// MessageRejected (see providers/ses). Such reading is kept to the few documented texts,
+// in the provider's classify, with a test for each. An error that is not an *Error is
+// treated as Temporary.
+//
+// A permanent rejection is about the recipient or about the campaign. When the service
+// refuses what every message of the run carries (the sender or its domain, the account,
+// the campaign's headers or settings), the next recipient would be refused the same
+// way: providers report it as Fatal, so that the run stops with the rest pending rather
+// than marking every recipient failed.
+//
+// Text from a service leaves a provider only through its Redactor (see NewRedactor):
+// servers echo what they were sent, credentials included.
 //
 // Providers are built from a campaign's `provider:` block through a Registry; each
 // provider lives in its own package below this one and imports nothing of herald's but

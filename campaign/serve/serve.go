@@ -23,6 +23,80 @@ import (
 	"github.com/heraldmail/herald/campaign/unsubscribe"
 )
 
+// Limits bound every phase of a request, so that slow or idle clients (a slowloris, a
+// trickled body, a keep-alive connection left open) cannot hold the server.
+type Limits struct {
+	// ReadHeaderTimeout bounds reading the request line and headers.
+	ReadHeaderTimeout time.Duration
+	// ReadTimeout bounds reading the whole request, body included.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds the time from the end of the headers to the end of the
+	// response.
+	WriteTimeout time.Duration
+	// IdleTimeout bounds how long a keep-alive connection waits for its next request.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes bounds the request line and headers.
+	MaxHeaderBytes int
+	// MaxBodyBytes bounds a request's body: a larger declared length is answered 413
+	// before it is read, and a larger body is cut off where it passes the bound.
+	MaxBodyBytes int64
+}
+
+// DefaultLimits are the bounds of `herald serve`: generous for a mail client's
+// one-click POST and a provider's webhook batch (up to 16 MiB), short for anyone
+// holding a connection open.
+func DefaultLimits() Limits {
+	return Limits{
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		MaxBodyBytes:      maxWebhookBody,
+	}
+}
+
+// NewServer returns an HTTP server for h with every phase bounded by l (zero fields:
+// the DefaultLimits).
+func NewServer(h http.Handler, l Limits) *http.Server {
+	d := DefaultLimits()
+	for _, f := range []struct{ v, def *time.Duration }{
+		{&l.ReadHeaderTimeout, &d.ReadHeaderTimeout}, {&l.ReadTimeout, &d.ReadTimeout},
+		{&l.WriteTimeout, &d.WriteTimeout}, {&l.IdleTimeout, &d.IdleTimeout},
+	} {
+		if *f.v <= 0 {
+			*f.v = *f.def
+		}
+	}
+	if l.MaxHeaderBytes <= 0 {
+		l.MaxHeaderBytes = d.MaxHeaderBytes
+	}
+	if l.MaxBodyBytes <= 0 {
+		l.MaxBodyBytes = d.MaxBodyBytes
+	}
+	return &http.Server{
+		Handler:           limitBody(h, l.MaxBodyBytes),
+		ReadHeaderTimeout: l.ReadHeaderTimeout,
+		ReadTimeout:       l.ReadTimeout,
+		WriteTimeout:      l.WriteTimeout,
+		IdleTimeout:       l.IdleTimeout,
+		MaxHeaderBytes:    l.MaxHeaderBytes,
+	}
+}
+
+// limitBody refuses a declared body over n bytes with 413 and cuts off a longer one.
+func limitBody(h http.Handler, n int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > n {
+			w.Header().Set("Connection", "close")
+			http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, n)
+		h.ServeHTTP(w, r)
+	})
+}
+
 // Suppressor is the part of the store the endpoint writes to.
 type Suppressor interface {
 	Suppress(ctx context.Context, list []journal.Suppression) (int, error)

@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/mail"
 	"net/url"
 	"regexp"
 	"slices"
@@ -27,6 +26,9 @@ import (
 
 	"github.com/heraldmail/herald/campaign/journal"
 	"github.com/heraldmail/herald/providers"
+	"github.com/heraldmail/herald/providers/mandrill"
+	"github.com/heraldmail/herald/providers/sendgrid"
+	"github.com/heraldmail/herald/providers/ses"
 )
 
 // Environment variables that configure the provider webhooks; errors and 403 answers name them.
@@ -250,45 +252,12 @@ func (w *webhooks) sendgridEvents(r *http.Request, body []byte, now time.Time) (
 	if !ecdsa.VerifyASN1(w.sendgrid, d.Sum(nil), der) {
 		return nil, reject(http.StatusUnauthorized, "sendgrid webhook: signature does not match")
 	}
-	var events []struct {
-		Email  string `json:"email"`
-		Event  string `json:"event"`
-		Type   string `json:"type"`
-		Reason string `json:"reason"`
+	list, skipped, err := sendgrid.ParseEvents(body)
+	if err != nil {
+		return nil, reject(http.StatusBadRequest, "sendgrid webhook: %v", err)
 	}
-	if err := json.Unmarshal(body, &events); err != nil {
-		return nil, reject(http.StatusBadRequest, "sendgrid webhook: body is not a JSON array of events: %v", err)
-	}
-	var list []journal.Suppression
-	for i, e := range events {
-		var reason string
-		switch e.Event {
-		case "bounce":
-			if e.Type == "bounce" {
-				reason = "bounce"
-			}
-		case "dropped":
-			if r := strings.ToLower(strings.TrimSpace(e.Reason)); r == "bounced address" || r == "invalid" {
-				reason = "dropped"
-			}
-		case "spamreport":
-			reason = "complaint"
-		case "unsubscribe", "group_unsubscribe":
-			reason = "unsubscribed"
-		}
-		if reason == "" {
-			continue
-		}
-		addr, err := eventAddress(e.Email)
-		if err != nil {
-			return nil, reject(http.StatusBadRequest, "sendgrid webhook: event %d (%s): %v", i, e.Event, err)
-		}
-		if e.Reason != "" {
-			reason += ": " + oneLine(e.Reason)
-		}
-		list = append(list, journal.Suppression{Email: addr, Reason: reason, Source: "webhook:sendgrid", At: now})
-	}
-	return list, nil
+	w.logSkipped("sendgrid", skipped)
+	return suppressions(list, "webhook:sendgrid", now), nil
 }
 
 // --- Mandrill ---
@@ -316,42 +285,12 @@ func (w *webhooks) mandrillEvents(r *http.Request, body []byte, now time.Time) (
 	if !ok || len(raw) != 1 {
 		return nil, reject(http.StatusBadRequest, "mandrill webhook: no mandrill_events field")
 	}
-	var events []struct {
-		Event string `json:"event"`
-		Msg   struct {
-			Email             string `json:"email"`
-			BounceDescription string `json:"bounce_description"`
-			Diag              string `json:"diag"`
-		} `json:"msg"`
+	list, skipped, err := mandrill.ParseEvents([]byte(raw[0]))
+	if err != nil {
+		return nil, reject(http.StatusBadRequest, "mandrill webhook: %v", err)
 	}
-	if err := json.Unmarshal([]byte(raw[0]), &events); err != nil {
-		return nil, reject(http.StatusBadRequest, "mandrill webhook: mandrill_events is not a JSON array of events: %v", err)
-	}
-	var list []journal.Suppression
-	for i, e := range events {
-		var reason string
-		switch e.Event {
-		case "hard_bounce":
-			reason = "hard bounce"
-			if d := e.Msg.BounceDescription; d != "" {
-				reason += ": " + oneLine(d)
-			}
-		case "spam":
-			reason = "complaint"
-		case "unsub":
-			reason = "unsubscribed"
-		case "reject":
-			reason = "rejected"
-		default:
-			continue
-		}
-		addr, err := eventAddress(e.Msg.Email)
-		if err != nil {
-			return nil, reject(http.StatusBadRequest, "mandrill webhook: event %d (%s): %v", i, e.Event, err)
-		}
-		list = append(list, journal.Suppression{Email: addr, Reason: reason, Source: "webhook:mandrill", At: now})
-	}
-	return list, nil
+	w.logSkipped("mandrill", skipped)
+	return suppressions(list, "webhook:mandrill", now), nil
 }
 
 // mandrillURL is the URL Mandrill signs: the configured public URL, or the request's own.
@@ -564,81 +503,28 @@ func (w *webhooks) sesEvents(ctx context.Context, body []byte, now time.Time) ([
 		w.logf("herald serve: SNS topic %s ended the subscription (to subscribe again: %s)", m.TopicArn, m.SubscribeURL)
 		return nil, nil
 	}
-	var n struct {
-		NotificationType string `json:"notificationType"`
-		EventType        string `json:"eventType"`
-		Bounce           struct {
-			BounceType        string `json:"bounceType"`
-			BounceSubType     string `json:"bounceSubType"`
-			BouncedRecipients []struct {
-				EmailAddress string `json:"emailAddress"`
-			} `json:"bouncedRecipients"`
-		} `json:"bounce"`
-		Complaint struct {
-			ComplaintFeedbackType string `json:"complaintFeedbackType"`
-			ComplainedRecipients  []struct {
-				EmailAddress string `json:"emailAddress"`
-			} `json:"complainedRecipients"`
-		} `json:"complaint"`
-	}
-	if err := json.Unmarshal([]byte(m.Message), &n); err != nil {
-		return nil, reject(http.StatusBadRequest, "ses webhook: Message is not an SES notification: %v", err)
-	}
-	kind := n.NotificationType
-	if kind == "" {
-		kind = n.EventType
-	}
-	var addrs []string
-	var reason string
-	switch kind {
-	case "Bounce":
-		if n.Bounce.BounceType != "Permanent" {
-			return nil, nil
-		}
-		reason = "hard bounce: Permanent/" + oneLine(n.Bounce.BounceSubType)
-		for _, r := range n.Bounce.BouncedRecipients {
-			addrs = append(addrs, r.EmailAddress)
-		}
-	case "Complaint":
-		reason = "complaint"
-		if t := n.Complaint.ComplaintFeedbackType; t != "" {
-			reason += ": " + oneLine(t)
-		}
-		for _, r := range n.Complaint.ComplainedRecipients {
-			addrs = append(addrs, r.EmailAddress)
-		}
-	default:
-		return nil, nil
-	}
-	list := make([]journal.Suppression, 0, len(addrs))
-	for _, a := range addrs {
-		addr, err := eventAddress(a)
-		if err != nil {
-			return nil, reject(http.StatusBadRequest, "ses webhook: %s recipient: %v", kind, err)
-		}
-		list = append(list, journal.Suppression{Email: addr, Reason: reason, Source: "webhook:ses", At: now})
-	}
-	return list, nil
-}
-
-// eventAddress returns the bare address of an event's recipient ("a@b" or "Name <a@b>").
-func eventAddress(s string) (string, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return "", errors.New("no email address")
-	}
-	a, err := mail.ParseAddress(s)
+	list, skipped, err := ses.ParseNotification([]byte(m.Message))
 	if err != nil {
-		return "", fmt.Errorf("%q is not an email address", s)
+		return nil, reject(http.StatusBadRequest, "ses webhook: %v", err)
 	}
-	return a.Address, nil
+	w.logSkipped("ses", skipped)
+	return suppressions(list, "webhook:ses", now), nil
 }
 
-// oneLine keeps a provider's text to one short line.
-func oneLine(s string) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > 200 {
-		s = strings.ToValidUTF8(s[:200], "")
+// logSkipped reports the events of a batch that could not be used; the rest of the
+// batch is applied and the provider gets its 2xx (an error answer would make it retry
+// the whole batch for days, and never apply the good events in it).
+func (w *webhooks) logSkipped(provider string, skipped []providers.Skipped) {
+	for _, sk := range skipped {
+		w.logf("herald serve: %s webhook: skipped %v", provider, sk)
 	}
-	return s
+}
+
+// suppressions turns a provider's suppressions into the store's, from source at now.
+func suppressions(list []providers.Suppress, source string, now time.Time) []journal.Suppression {
+	out := make([]journal.Suppression, 0, len(list))
+	for _, s := range list {
+		out = append(out, journal.Suppression{Email: s.Email, Reason: s.Reason, Source: source, At: now})
+	}
+	return out
 }

@@ -115,6 +115,7 @@ func TestSendGridWebhook(t *testing.T) {
 	events := fixture(t, "sendgrid_events.json")
 	const ts = "1764324000"
 	badAddr := []byte(`[{"email":"ok@example.com","event":"spamreport"},{"email":"not an address","event":"bounce","type":"bounce"}]`)
+	notObject := []byte(`[{"email":"ok@example.com","event":"spamreport"},"bounce",{"email":7,"event":"bounce","type":"bounce"}]`)
 
 	tests := []struct {
 		name   string
@@ -133,7 +134,8 @@ func TestSendGridWebhook(t *testing.T) {
 		{"wrong key", events, sendgridSign(t, other, ts, events), ts, 401, nil},
 		{"signature not base64", events, "!!!", ts, 401, nil},
 		{"malformed body", []byte(`{"event":"bounce"`), sendgridSign(t, key, ts, []byte(`{"event":"bounce"`)), ts, 400, nil},
-		{"bad address fails the whole body", badAddr, sendgridSign(t, key, ts, badAddr), ts, 400, nil},
+		{"bad address skipped, the rest applied", badAddr, sendgridSign(t, key, ts, badAddr), ts, 200, []string{"ok@example.com"}},
+		{"an entry that is no event skipped", notObject, sendgridSign(t, key, ts, notObject), ts, 200, []string{"ok@example.com"}},
 		{"empty array", []byte(`[]`), sendgridSign(t, key, ts, []byte(`[]`)), ts, 200, nil},
 	}
 	for _, tt := range tests {
@@ -227,6 +229,11 @@ func TestMandrillWebhook(t *testing.T) {
 	badJSON := url.Values{"mandrill_events": {`[{"event":"hard_bounce"`}}
 	noField := url.Values{"other": {"x"}}
 	badAddr := url.Values{"mandrill_events": {`[{"event":"spam","msg":{"email":"ok@example.com"}},{"event":"hard_bounce","msg":{"email":""}}]`}}
+	senderReject := url.Values{"mandrill_events": {`[
+		{"event":"reject","msg":{"email":"unsigned@example.com","state":"rejected","reject":{"reason":"unsigned"}}},
+		{"event":"reject","msg":{"email":"sender@example.com","state":"rejected","reject_reason":"invalid-sender"}},
+		{"event":"reject","msg":{"email":"rule@example.com","state":"rejected","reject":{"reason":"rule"}}},
+		{"event":"reject","msg":{"email":"blocked@example.com","state":"rejected","reject":{"reason":"hard-bounce"}}}]`}}
 
 	tests := []struct {
 		name     string
@@ -249,7 +256,8 @@ func TestMandrillWebhook(t *testing.T) {
 		{"wrong key", public, form.Encode(), mandrillSign("other-key", public, form), 401, nil, ""},
 		{"malformed events", public, badJSON.Encode(), mandrillSign(key, public, badJSON), 400, nil, "mandrill_events"},
 		{"no events field", public, noField.Encode(), mandrillSign(key, public, noField), 400, nil, "mandrill_events"},
-		{"bad address fails the whole body", public, badAddr.Encode(), mandrillSign(key, public, badAddr), 400, nil, ""},
+		{"bad address skipped, the rest applied", public, badAddr.Encode(), mandrillSign(key, public, badAddr), 200, []string{"ok@example.com"}, "ok"},
+		{"reject for a sender reason suppresses nothing", public, senderReject.Encode(), mandrillSign(key, public, senderReject), 200, []string{"blocked@example.com"}, "ok"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -452,9 +460,12 @@ func TestSESWebhook(t *testing.T) {
 		{"malformed body", []byte(`{"Type":"Notification",`), 400, nil},
 		{"not an SNS message", []byte(`[1,2]`), 400, nil},
 		{"message is not JSON", note(t, "ses_bounce_permanent.json", func(m map[string]string) { m["Message"] = "hello" }), 400, nil},
-		{"bad recipient fails the whole body", note(t, "ses_bounce_permanent.json", func(m map[string]string) {
+		{"bad recipient skipped, the other applied", note(t, "ses_bounce_permanent.json", func(m map[string]string) {
 			m["Message"] = strings.Replace(m["Message"], "hard2@example.com", "not an address", 1)
-		}), 400, nil},
+		}), 200, []string{"hard1@example.com"}},
+		{"not-spam complaint suppresses nothing", note(t, "ses_complaint.json", func(m map[string]string) {
+			m["Message"] = strings.Replace(m["Message"], `"complaintFeedbackType":"abuse"`, `"complaintFeedbackType":"not-spam"`, 1)
+		}), 200, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -586,5 +597,38 @@ func TestWebhookStoreFailureIsNot200(t *testing.T) {
 	h.ServeHTTP(rec, req)
 	if rec.Code != 500 || strings.Contains(rec.Body.String(), "disk full") {
 		t.Fatalf("code = %d %q, want 500 without internals (the provider retries)", rec.Code, rec.Body)
+	}
+}
+
+// TestSendGridSampleBatch: SendGrid's documented sample batch, with its dropped/Invalid
+// event for "not an email address", is answered 200; that event is skipped and logged,
+// every other event applied.
+func TestSendGridSampleBatch(t *testing.T) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	var mu sync.Mutex
+	var logged []string
+	srv, st := webhookServer(t, WebhookConfig{SendGridKey: base64.StdEncoding.EncodeToString(der), Logf: func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		logged = append(logged, fmt.Sprintf(format, args...))
+	}})
+	body := fixture(t, "sendgrid_sample_batch.json")
+	const ts = "1764324000"
+	code, answer := send(t, http.MethodPost, srv.URL+"/webhooks/sendgrid", http.Header{
+		"X-Twilio-Email-Event-Webhook-Signature": {sendgridSign(t, key, ts, body)},
+		"X-Twilio-Email-Event-Webhook-Timestamp": {ts},
+	}, body)
+	if code != http.StatusOK {
+		t.Fatalf("POST = %d %q, want 200", code, answer)
+	}
+	want := []string{"bounce@test.com", "dropped@test.com", "group_unsubscribe@test.com", "spamreport@test.com", "unsubscribe@test.com"}
+	if got := emails(t, st, "webhook:sendgrid"); !slices.Equal(got, want) {
+		t.Errorf("suppressed %v, want %v", got, want)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(logged) != 1 || !strings.Contains(logged[0], "event 6 (dropped)") || !strings.Contains(logged[0], "not an email address") {
+		t.Errorf("logged %q, want one line naming the skipped event", logged)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"runtime/pprof"
+	"sync"
 	"syscall"
 	"time"
 
@@ -38,8 +39,13 @@ type IO struct {
 func newSystemIO() *IO {
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	// A Go program dies of SIGPIPE on a write to a closed pipe on fd 1 or 2 unless it
+	// handles SIGPIPE itself (os/signal, "SIGPIPE"); with the signal notified, the write
+	// returns EPIPE instead, and the run goes on (`herald send … 2>&1 | head`). The
+	// channel is never read: signals that do not fit are dropped.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	return &IO{
-		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
+		Stdin: os.Stdin, Stdout: &dropOnError{w: os.Stdout}, Stderr: &dropOnError{w: os.Stderr},
 		Getenv:    os.Getenv,
 		Now:       time.Now,
 		StdinTTY:  term.IsTerminal(int(os.Stdin.Fd())),
@@ -47,6 +53,26 @@ func newSystemIO() *IO {
 		Signals:   sig,
 		Exit:      os.Exit,
 	}
+}
+
+// dropOnError writes to w until a write fails (a closed pipe, a full disk), then drops
+// everything: output for a human or a pipe must never stop a run. It never returns an
+// error. It is safe for concurrent use.
+type dropOnError struct {
+	mu     sync.Mutex
+	w      io.Writer
+	failed bool
+}
+
+func (d *dropOnError) Write(p []byte) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.failed {
+		if _, err := d.w.Write(p); err != nil {
+			d.failed = true
+		}
+	}
+	return len(p), nil
 }
 
 // Exit codes (PRODUCT.md "Exit codes and output").

@@ -21,6 +21,7 @@ func (a *app) serveCmd() *cobra.Command {
 		sf        storeFlags
 		addr      string
 		publicURL string
+		limits    = serve.DefaultLimits()
 	)
 	c := &cobra.Command{
 		Use:   "serve",
@@ -58,7 +59,16 @@ func (a *app) serveCmd() *cobra.Command {
 			if err != nil {
 				return &usageError{err: fmt.Errorf("serve: %w", err)}
 			}
-			srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+			for _, d := range []struct {
+				name string
+				v    time.Duration
+			}{{"--header-timeout", limits.ReadHeaderTimeout}, {"--read-timeout", limits.ReadTimeout},
+				{"--write-timeout", limits.WriteTimeout}, {"--idle-timeout", limits.IdleTimeout}} {
+				if d.v <= 0 {
+					return &usageError{err: fmt.Errorf("%s %s: must be more than 0", d.name, d.v)}
+				}
+			}
+			srv := serve.NewServer(h, limits)
 			a.infof("herald serve: listening on http://%s (unsubscribe links: any path ending in a token; webhooks: …/webhooks/sendgrid, …/webhooks/mandrill, …/webhooks/ses)", ln.Addr())
 			go func() {
 				<-ctx.Done()
@@ -74,6 +84,10 @@ func (a *app) serveCmd() *cobra.Command {
 	}
 	sf.bind(c)
 	c.Flags().StringVar(&addr, "addr", "127.0.0.1:8080", "address to listen on")
+	c.Flags().DurationVar(&limits.ReadHeaderTimeout, "header-timeout", limits.ReadHeaderTimeout, "longest time to read a request's headers")
+	c.Flags().DurationVar(&limits.ReadTimeout, "read-timeout", limits.ReadTimeout, "longest time to read a whole request, body included")
+	c.Flags().DurationVar(&limits.WriteTimeout, "write-timeout", limits.WriteTimeout, "longest time to write a response")
+	c.Flags().DurationVar(&limits.IdleTimeout, "idle-timeout", limits.IdleTimeout, "longest time a keep-alive connection stays idle")
 	c.Flags().StringVar(&publicURL, "public-url", "", "public base URL of this server, or the Mandrill webhook URL as configured there (default: $"+serve.EnvPublicURL+")")
 	return c
 }

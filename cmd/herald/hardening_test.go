@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -116,5 +118,62 @@ func TestMainStatusDamagedStore(t *testing.T) {
 	r := e.run(t, "status", cf, "--json")
 	if r.code != 1 || !strings.Contains(r.stderr, store) || strings.Contains(r.stdout, `"total":-1`) {
 		t.Errorf("status: exit %d, stderr %q, stdout %q: want exit 1 naming the store", r.code, r.stderr, r.stdout)
+	}
+}
+
+// A closed stdout and stderr (herald send … 2>&1 | head -c 20, head gone) never stop a
+// send: the binary does not die of SIGPIPE, drops the output and exits as the run says
+// (issue 13 item 11).
+func TestBinaryClosedPipeDoesNotStopSend(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"text", nil},
+		{"json", []string{"--json"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cf := cliCampaign(t, 30, cliFileProvider, "")
+			r, w, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.Close() // the reader is gone before herald writes its first line
+			cmd := exec.Command(heraldBin, append([]string{"send", cf, "--yes"}, tc.args...)...)
+			cmd.Stdout, cmd.Stderr = w, w
+			cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
+			err = cmd.Run()
+			w.Close()
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				t.Fatalf("herald send with a closed pipe: %v (exit %d), want exit 0", err, ee.ExitCode())
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if n := cliOutboxFiles(t, cf); n != 30 {
+				t.Errorf("%d message(s) written, want 30", n)
+			}
+		})
+	}
+}
+
+// failingWriter fails every write and counts them.
+type failingWriter struct{ writes int }
+
+func (f *failingWriter) Write(p []byte) (int, error) {
+	f.writes++
+	return 0, errors.New("write |1: broken pipe")
+}
+
+func TestDropOnErrorStopsWritingAfterAnError(t *testing.T) {
+	fw := &failingWriter{}
+	d := &dropOnError{w: fw}
+	for i := 0; i < 3; i++ {
+		if n, err := d.Write([]byte("line\n")); n != 5 || err != nil {
+			t.Fatalf("Write = %d, %v; want 5, nil", n, err)
+		}
+	}
+	if fw.writes != 1 {
+		t.Errorf("%d writes reached the failed writer, want 1", fw.writes)
 	}
 }

@@ -2,7 +2,9 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -11,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // TestServeUnsubscribesFromSentLink sends the quickstart into an outbox, takes the
@@ -100,4 +103,102 @@ func startServe(t *testing.T, dir string, env []string, args ...string) string {
 	}
 	go func() { _, _ = io.Copy(io.Discard, stderr) }()
 	return base
+}
+
+// `herald serve` bounds every phase of a request: slow clients trickling headers are
+// cut off while a normal request is answered, a trickled body is cut off, an idle
+// keep-alive connection is closed, oversized headers get 431 (issue 13 item 9).
+func TestServeBoundsSlowClients(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := exec.Command(heraldBin, "init", filepath.Join(dir, "news")).CombinedOutput(); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	base := startServe(t, dir, nil, "--campaign", "news/campaign.yaml",
+		"--header-timeout", "500ms", "--read-timeout", "1s", "--idle-timeout", "500ms", "--write-timeout", "2s")
+	addr := strings.TrimPrefix(base, "http://")
+	const slow = 200
+	conns := make([]net.Conn, 0, slow)
+	for i := 0; i < slow; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatalf("slow client %d: %v", i, err)
+		}
+		defer c.Close()
+		if _, err := io.WriteString(c, "GET /u/x HTTP/1.1\r\nHost: a\r\nX-Slow: 1\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	resp, err := (&http.Client{Timeout: 20 * time.Second}).Get(base + "/not-a-token")
+	if err != nil {
+		t.Fatalf("normal request during the slow clients: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("normal request: %d, want 404", resp.StatusCode)
+	}
+	for i, c := range conns {
+		if !serverCloses(c) {
+			t.Fatalf("slow client %d never cut off", i)
+		}
+	}
+
+	// A body trickled a byte at a time.
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "POST /webhooks/sendgrid HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n")
+	stop := make(chan struct{})
+	go func() {
+		tk := time.NewTicker(100 * time.Millisecond)
+		defer tk.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tk.C:
+				if _, err := io.WriteString(c, "x"); err != nil {
+					return
+				}
+			}
+		}
+	}()
+	closed := serverCloses(c)
+	close(stop)
+	if !closed {
+		t.Fatal("trickled body never cut off")
+	}
+
+	// An idle keep-alive connection.
+	c2, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	io.WriteString(c2, "GET /not-a-token HTTP/1.1\r\nHost: a\r\n\r\n")
+	if !serverCloses(c2) {
+		t.Fatal("idle keep-alive connection never closed")
+	}
+
+	req, _ := http.NewRequest("GET", base+"/not-a-token", nil)
+	req.Header.Set("X-Big", strings.Repeat("a", 256<<10))
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("256 KiB header: %d, want 431", resp.StatusCode)
+	}
+}
+
+// serverCloses reads c until the server closes it; false when it is still open after
+// 20 s, far past any bound the test sets.
+func serverCloses(c net.Conn) bool {
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	_, err := io.Copy(io.Discard, c)
+	var ne net.Error
+	return !(errors.As(err, &ne) && ne.Timeout())
 }

@@ -20,10 +20,14 @@ import (
 // AccessDenied, InvalidClientTokenId, …), which come back as smithy.GenericAPIError.
 func codeKind(code string) (kind providers.Kind, slowDown, ok bool) {
 	switch code {
-	case "TooManyRequestsException", "Throttling", "ThrottlingException",
-		"LimitExceededException", "LimitExceeded":
+	case "TooManyRequestsException", "Throttling", "ThrottlingException":
 		// The sending rate is exceeded: retry later and lower the rate.
 		return providers.Temporary, true, true
+	case "LimitExceededException", "LimitExceeded":
+		// Not throttling: a resource limit of the account (SES documents it as "there are
+		// too many instances of the specified resource type"). Waiting and sending slower
+		// does not lift it; the run stops until the limit is raised.
+		return providers.Fatal, false, true
 	case "SendingPausedException", "AccountSuspendedException", "MailFromDomainNotVerifiedException",
 		"NotFoundException", // the configuration set
 		"AccessDenied", "AccessDeniedException", "InvalidClientTokenId", "UnrecognizedClientException",
@@ -32,7 +36,8 @@ func codeKind(code string) (kind providers.Kind, slowDown, ok bool) {
 		// The account, its credentials or its configuration stop every message.
 		return providers.Fatal, false, true
 	case "MessageRejected", "BadRequestException":
-		// This message will never be accepted.
+		// This message will never be accepted; classify decides from the text whether
+		// the campaign (Fatal) or the recipient (Permanent) is the cause.
 		return providers.Permanent, false, true
 	case "InternalFailure", "InternalServiceErrorException", "ServiceUnavailable", "ServiceUnavailableException":
 		// SES itself failed: retry later.
@@ -53,25 +58,68 @@ func apiCode(err error) string {
 	return ""
 }
 
+// ids are the addresses a message involves, to tell a rejection of the sender from one
+// of the recipient.
+type ids struct {
+	// from and returnPath are the campaign's own identities (the From address and the
+	// bounce address); to is the recipient.
+	from, returnPath, to string
+}
+
+// ours reports whether identity (an address or a domain, as SES names them) is one of
+// the campaign's own: the From or return path address, or the domain of either.
+func (m ids) ours(identity string) bool {
+	identity = strings.ToLower(strings.Trim(strings.TrimSpace(identity), ".,;<>\"'"))
+	if identity == "" {
+		return false
+	}
+	for _, a := range []string{m.from, m.returnPath} {
+		a = strings.ToLower(a)
+		if a == "" {
+			continue
+		}
+		if identity == a || identity == domainOf(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func domainOf(addr string) string {
+	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
+		return addr[i+1:]
+	}
+	return ""
+}
+
 // classify turns an error of the SES v2 client into a *providers.Error. wrote says
-// whether the request had been completely written to the server; from is the message's
-// From address.
+// whether the request had been completely written to the server; m names the message's
+// addresses.
 //
 // Kinds are decided from the SDK's typed errors: the API's error name (X-Amzn-ErrorType),
 // the HTTP status, a transport failure (smithyhttp.RequestSendError) or a cancellation
-// (smithy.CanceledError). Message text is read in two places only, because SES
-// distinguishes these cases by nothing else:
+// (smithy.CanceledError). SES leaves no choice but to read the message text in three
+// places, because it tells these cases apart by nothing else (same error name, same
+// status):
 //   - "Daily message quota exceeded" comes with the same error names as a passing
-//     throttle (Throttling, TooManyRequestsException, LimitExceededException) but stops
-//     the run (Fatal) where the throttle only slows it down;
-//   - MessageRejected "Email address is not verified … failed the check …: <from>" in the
-//     SES sandbox concerns the sender, not the recipient: Fatal, since every message of
-//     the campaign would be rejected the same way.
+//     throttle (Throttling, TooManyRequestsException) but stops the run (Fatal) where the
+//     throttle only slows it down;
+//   - MessageRejected "Email address is not verified. The following identities failed
+//     the check in region …: a, b" is about the campaign when one of the identities is
+//     ours (the From or return path address, or their domain): Fatal, since every
+//     message would be rejected the same way. Naming only the recipient (the SES
+//     sandbox) it is Permanent for that recipient;
+//   - BadRequestException is about the recipient (Permanent) when it names the
+//     recipient's address, is one of the address parser's complaints ("Illegal address",
+//     "Missing final '@domain'", "Local address contains …", "Domain contains …") not
+//     naming an address of ours, or concerns the size of this one message; any other
+//     BadRequest concerns what every message of the run carries (the From, the
+//     feedback address, the configuration set, the tags, the headers): Fatal.
 //
-// MessageRejected is otherwise Permanent without Bounce: SES rejects at the API for the
-// content or identities, not for a mailbox that does not exist (that arrives later as a
-// bounce event), so the recipient's address is not suppressed.
-func classify(err error, wrote bool, from string) *providers.Error {
+// Other MessageRejected answers are Permanent without Bounce: SES rejects at the API for
+// the content or identities, not for a mailbox that does not exist (that arrives later
+// as a bounce event), so the recipient's address is not suppressed.
+func classify(err error, wrote bool, m ids) *providers.Error {
 	if pe := providers.AsError(err); pe != nil {
 		return pe
 	}
@@ -145,11 +193,14 @@ func classify(err error, wrote bool, from string) *providers.Error {
 	if kind, slowDown, ok := codeKind(e.Enhanced); ok {
 		e.Kind, e.SlowDown = kind, slowDown
 		switch {
-		case slowDown && strings.Contains(lower, "daily message quota exceeded"):
+		case strings.Contains(lower, "daily message quota exceeded"):
 			e.Kind, e.SlowDown = providers.Fatal, false
-		case e.Enhanced == "MessageRejected" && from != "" &&
-			strings.Contains(lower, "not verified") && strings.Contains(lower, strings.ToLower(from)):
+		case e.Enhanced == "MessageRejected" && strings.Contains(lower, "not verified") && namesOurs(e.Message, m):
 			e.Kind = providers.Fatal
+			e.Message = "SES refused the campaign's sender, not the recipient: " + e.Message
+		case e.Enhanced == "BadRequestException" && !recipientBadRequest(lower, m):
+			e.Kind = providers.Fatal
+			e.Message = "SES refused the request for what every message carries: " + e.Message
 		}
 		return e
 	}
@@ -169,6 +220,45 @@ func classify(err error, wrote bool, from string) *providers.Error {
 		e.Kind = providers.Permanent
 	}
 	return e
+}
+
+// namesOurs reports whether a "not verified" rejection lists one of the campaign's own
+// identities: the text after the last ':' is the list of identities that failed, and
+// one of ours may be named anywhere else in the text too.
+func namesOurs(msg string, m ids) bool {
+	if i := strings.LastIndexByte(msg, ':'); i >= 0 {
+		for _, id := range strings.FieldsFunc(msg[i+1:], func(r rune) bool { return r == ',' || r == ' ' }) {
+			if m.ours(id) {
+				return true
+			}
+		}
+	}
+	lower := strings.ToLower(msg)
+	for _, a := range []string{m.from, m.returnPath} {
+		if a != "" && strings.Contains(lower, strings.ToLower(a)) {
+			return true
+		}
+	}
+	return false
+}
+
+// recipientBadRequest reports whether a BadRequestException's text (lower case) is
+// about this message's recipient or size rather than the campaign.
+func recipientBadRequest(lower string, m ids) bool {
+	for _, a := range []string{m.from, m.returnPath} {
+		if a != "" && strings.Contains(lower, strings.ToLower(a)) {
+			return false
+		}
+	}
+	if m.to != "" && strings.Contains(lower, strings.ToLower(m.to)) {
+		return true
+	}
+	for _, s := range []string{"illegal address", "missing final '@domain'", "local address", "domain contains", "domain ends with", "domain starts with", "domain name", "message length", "megabytes", "too large"} {
+		if strings.Contains(lower, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // cause strips the SDK's operation wrapper from err for a shorter message.

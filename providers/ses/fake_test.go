@@ -47,8 +47,13 @@ type fakeSES struct {
 	srv  *httptest.Server
 	stop chan struct{}
 
-	mu       sync.Mutex
-	discard  bool // keep no request (benchmarks)
+	mu      sync.Mutex
+	discard bool // keep no request (benchmarks)
+	// verified, when set, are the identities (addresses or domains) the account has
+	// verified: a From or feedback address outside them is refused with MessageRejected,
+	// as SES does, naming the identities that failed; sandbox adds the recipients.
+	verified []string
+	sandbox  bool
 	send     answer
 	account  answer
 	attempts int
@@ -91,6 +96,10 @@ func (f *fakeSES) serve(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		f.attempts++
 		f.mu.Unlock()
+		if a := f.refuse(req); a != nil {
+			a(w, r)
+			return
+		}
 		if send(w, r) && !f.discarding() {
 			f.mu.Lock()
 			f.accepted = append(f.accepted, req)
@@ -103,7 +112,56 @@ func (f *fakeSES) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// refuse returns SES's answer to a request it refuses before sending, or nil: an
+// address that is not ASCII (SES takes Punycode domains only) and, when verified is
+// set, identities the account has not verified.
+func (f *fakeSES) refuse(req sendRequest) answer {
+	addrs := append([]string{req.FromEmailAddress, req.FeedbackForwardingEmailAddress}, req.Destination.ToAddresses...)
+	for _, a := range addrs {
+		for i := 0; i < len(a); i++ {
+			if a[i] >= 0x80 {
+				return apiError(http.StatusBadRequest, "BadRequestException", "Domain contains illegal character")
+			}
+		}
+	}
+	f.mu.Lock()
+	verified, sandbox := f.verified, f.sandbox
+	f.mu.Unlock()
+	if len(verified) == 0 {
+		return nil
+	}
+	ok := func(a string) bool {
+		for _, v := range verified {
+			if strings.EqualFold(a, v) || strings.HasSuffix(strings.ToLower(a), "@"+strings.ToLower(v)) {
+				return true
+			}
+		}
+		return false
+	}
+	var failed []string
+	check := []string{req.FromEmailAddress, req.FeedbackForwardingEmailAddress}
+	if sandbox {
+		check = append(check, req.Destination.ToAddresses...)
+	}
+	for _, a := range check {
+		if a != "" && !ok(a) {
+			failed = append(failed, a)
+		}
+	}
+	if len(failed) == 0 {
+		return nil
+	}
+	return apiError(http.StatusBadRequest, "MessageRejected",
+		"Email address is not verified. The following identities failed the check in region "+strings.ToUpper(testRegion)+": "+strings.Join(failed, ", "))
+}
+
 func (f *fakeSES) discarding() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.discard }
+
+func (f *fakeSES) setVerified(sandbox bool, ids ...string) {
+	f.mu.Lock()
+	f.verified, f.sandbox = ids, sandbox
+	f.mu.Unlock()
+}
 
 func (f *fakeSES) setSend(a answer) { f.mu.Lock(); f.send = a; f.mu.Unlock() }
 

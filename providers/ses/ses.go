@@ -10,6 +10,13 @@
 // At Open the provider reads the account (ses:GetAccount) to refuse a paused or shut
 // down account before anything is sent, to cap the sending rate at the account's
 // maximum (Capabilities().MaxRate) and to report the remaining 24-hour quota (Quota).
+// An account still in the SES sandbox (ProductionAccessEnabled false) is reported
+// through the spec's warning hook; the registration's Check does not connect, so
+// `herald validate` cannot tell.
+//
+// SES takes ASCII addresses only: internationalised domains are sent in Punycode (see
+// ASCIIAddress). How SES's answers are classified, the sender rejections among them, is
+// described at classify.
 package ses
 
 import (
@@ -25,6 +32,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2/types"
+	"golang.org/x/net/idna"
 
 	"github.com/heraldmail/herald/providers"
 )
@@ -179,7 +187,9 @@ type Provider struct {
 	// whether it could be read.
 	remaining float64
 	known     bool
-	closed    atomic.Bool
+	// sandbox is set when the account could be read and has no production access.
+	sandbox bool
+	closed  atomic.Bool
 }
 
 var _ providers.Provider = (*Provider)(nil)
@@ -191,7 +201,8 @@ var _ providers.Provider = (*Provider)(nil)
 //   - SES unreachable: returns a Temporary error marked Connection;
 //   - any other failure to read it: warns and goes on;
 //   - otherwise: the account's maximum send rate becomes Capabilities().MaxRate and its
-//     remaining 24-hour quota is reported by Quota.
+//     remaining 24-hour quota is reported by Quota; an account in the sandbox
+//     (ProductionAccessEnabled false) is reported through warn and by Sandbox.
 //
 // warn may be nil.
 func New(ctx context.Context, client API, c Config, warn func(format string, args ...any)) (*Provider, error) {
@@ -219,7 +230,7 @@ func (p *Provider) readAccount(ctx context.Context, warn func(string, ...any)) e
 			warn("cannot read the SES account (ses:GetAccount not allowed); sending at the campaign's rate")
 			return nil
 		}
-		pe := classify(err, wrote.Load(), "")
+		pe := classify(err, wrote.Load(), ids{})
 		switch {
 		case ctx.Err() != nil:
 			return &providers.Error{Provider: Kind, Kind: providers.Temporary, Message: "reading the SES account: " + ctx.Err().Error(), Err: err}
@@ -240,6 +251,10 @@ func (p *Provider) readAccount(ctx context.Context, warn func(string, ...any)) e
 	if st := aws.ToString(acct.EnforcementStatus); strings.EqualFold(st, "SHUTDOWN") {
 		return &providers.Error{Provider: Kind, Kind: providers.Fatal, Enhanced: "SHUTDOWN",
 			Message: "the SES account is shut down (enforcement status SHUTDOWN)" + p.regionNote()}
+	}
+	if !acct.ProductionAccessEnabled {
+		p.sandbox = true
+		warn("the SES account%s is in the sandbox (GetAccount: ProductionAccessEnabled false): it sends only to verified addresses and domains and rejects every other recipient; request production access in the SES console before sending a campaign", p.regionNote())
 	}
 	if q := acct.SendQuota; q != nil {
 		if q.MaxSendRate > 0 {
@@ -281,6 +296,10 @@ func (p *Provider) Capabilities() providers.Capabilities { return p.caps }
 // the account could not be read.
 func (p *Provider) Quota() (remaining float64, known bool) { return p.remaining, p.known }
 
+// Sandbox reports whether the account, as read at Open, is in the SES sandbox (it can
+// send only to verified identities). It is false when the account could not be read.
+func (p *Provider) Sandbox() bool { return p.sandbox }
+
 // Send implements providers.Provider: one SendEmail call with msg.Raw as raw content.
 func (p *Provider) Send(ctx context.Context, msg *providers.Message) (providers.Receipt, error) {
 	if p.closed.Load() {
@@ -289,10 +308,14 @@ func (p *Provider) Send(ctx context.Context, msg *providers.Message) (providers.
 	if msg == nil || len(msg.Raw) == 0 || msg.To == "" {
 		return providers.Receipt{}, &providers.Error{Provider: Kind, Kind: providers.Permanent, Message: "message has no recipient or no raw content"}
 	}
-	var wrote atomic.Bool
-	out, err := p.client.SendEmail(providers.TraceRequestWritten(ctx, &wrote), p.input(msg))
+	in, err := p.input(msg)
 	if err != nil {
-		return providers.Receipt{}, classify(err, wrote.Load(), msg.FromAddress)
+		return providers.Receipt{}, err
+	}
+	var wrote atomic.Bool
+	out, err := p.client.SendEmail(providers.TraceRequestWritten(ctx, &wrote), in)
+	if err != nil {
+		return providers.Receipt{}, classify(err, wrote.Load(), ids{from: msg.FromAddress, returnPath: msg.ReturnPath, to: msg.To})
 	}
 	id := aws.ToString(out.MessageId)
 	if id == "" {
@@ -302,18 +325,34 @@ func (p *Provider) Send(ctx context.Context, msg *providers.Message) (providers.
 	return providers.Receipt{MessageID: id}, nil
 }
 
-func (p *Provider) input(msg *providers.Message) *sesv2.SendEmailInput {
+// input builds the SendEmail request. SES takes only ASCII addresses in its parameters:
+// an internationalised domain is sent in its Punycode form (xn--…); an address whose
+// local part is not ASCII cannot be sent through SES (Permanent for a recipient, Fatal
+// for the campaign's own addresses).
+func (p *Provider) input(msg *providers.Message) (*sesv2.SendEmailInput, error) {
+	to, err := ASCIIAddress(msg.To)
+	if err != nil {
+		return nil, &providers.Error{Provider: Kind, Kind: providers.Permanent, Message: "recipient " + err.Error()}
+	}
 	in := &sesv2.SendEmailInput{
 		Content:     &types.EmailContent{Raw: &types.RawMessage{Data: msg.Raw}},
-		Destination: &types.Destination{ToAddresses: []string{msg.To}},
+		Destination: &types.Destination{ToAddresses: []string{to}},
 	}
 	if msg.FromAddress != "" {
-		in.FromEmailAddress = aws.String(msg.FromAddress)
+		from, err := ASCIIAddress(msg.FromAddress)
+		if err != nil {
+			return nil, &providers.Error{Provider: Kind, Kind: providers.Fatal, Message: "from " + err.Error()}
+		}
+		in.FromEmailAddress = aws.String(from)
 	}
 	// SES v2 has no envelope sender of its own choosing; the nearest is the address
 	// bounces and complaints are forwarded to.
 	if msg.ReturnPath != "" && !strings.EqualFold(msg.ReturnPath, msg.FromAddress) {
-		in.FeedbackForwardingEmailAddress = aws.String(msg.ReturnPath)
+		rp, err := ASCIIAddress(msg.ReturnPath)
+		if err != nil {
+			return nil, &providers.Error{Provider: Kind, Kind: providers.Fatal, Message: "return_path " + err.Error()}
+		}
+		in.FeedbackForwardingEmailAddress = aws.String(rp)
 	}
 	if p.cfg.ConfigurationSet != "" {
 		in.ConfigurationSetName = aws.String(p.cfg.ConfigurationSet)
@@ -321,7 +360,38 @@ func (p *Provider) input(msg *providers.Message) *sesv2.SendEmailInput {
 	if v := TagValue(msg.Campaign); v != "" {
 		in.EmailTags = []types.MessageTag{{Name: aws.String("campaign"), Value: aws.String(v)}}
 	}
-	return in
+	return in, nil
+}
+
+// ASCIIAddress returns addr with its domain in ASCII (IDNA Punycode, e.g.
+// jose@xn--bcher-kva.example for jose@bücher.example), or an error naming the address
+// when its local part is not ASCII or its domain is not a valid IDN.
+func ASCIIAddress(addr string) (string, error) {
+	i := strings.LastIndexByte(addr, '@')
+	if i <= 0 || i == len(addr)-1 {
+		return "", fmt.Errorf("address %q has no local part or domain", addr)
+	}
+	local, domain := addr[:i], addr[i+1:]
+	if !isASCII(local) {
+		return "", fmt.Errorf("address %q: SES accepts only ASCII before the @", addr)
+	}
+	if isASCII(domain) {
+		return addr, nil
+	}
+	d, err := idna.Lookup.ToASCII(domain)
+	if err != nil {
+		return "", fmt.Errorf("address %q: the domain is not a valid internationalised domain name: %v", addr, err)
+	}
+	return local + "@" + d, nil
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // Close implements providers.Provider. The SDK keeps no connection that needs closing;

@@ -3,11 +3,14 @@ package ses
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -131,7 +134,7 @@ func TestClassifyAnswers(t *testing.T) {
 		{"TooManyRequests with namespace", apiError(429, "com.amazonaws.sesv2#TooManyRequestsException:http://internal.amazon.com/coral/", "slow"), providers.Temporary, true, 429, "TooManyRequestsException", 0},
 		{"Throttling max rate", apiError(400, "Throttling", "Maximum sending rate exceeded."), providers.Temporary, true, 400, "Throttling", 0},
 		{"max rate under another name", apiError(400, "SomethingNew", "Maximum sending rate exceeded."), providers.Temporary, true, 400, "SomethingNew", 0},
-		{"LimitExceeded", apiError(400, "LimitExceededException", "Too many requests for this resource"), providers.Temporary, true, 400, "LimitExceededException", 0},
+		{"LimitExceeded is a resource limit", apiError(400, "LimitExceededException", "Too many requests for this resource"), providers.Fatal, false, 400, "LimitExceededException", 0},
 		{"Retry-After honoured", raw(429, `{"message":"slow down"}`, "X-Amzn-ErrorType", "TooManyRequestsException", "Retry-After", "7"), providers.Temporary, true, 429, "TooManyRequestsException", 7 * time.Second},
 		{"daily quota Throttling", apiError(400, "Throttling", "Daily message quota exceeded."), providers.Fatal, false, 400, "Throttling", 0},
 		{"daily quota TooManyRequests", apiError(429, "TooManyRequestsException", "Daily message quota exceeded"), providers.Fatal, false, 429, "TooManyRequestsException", 0},
@@ -149,7 +152,17 @@ func TestClassifyAnswers(t *testing.T) {
 		{"MessageRejected", apiError(400, "MessageRejected", "Message rejected: virus detected"), providers.Permanent, false, 400, "MessageRejected", 0},
 		{"MessageRejected recipient unverified", apiError(400, "MessageRejected", "Email address is not verified. The following identities failed the check in region EU-WEST-1: jane@example.org"), providers.Permanent, false, 400, "MessageRejected", 0},
 		{"MessageRejected sender unverified", apiError(400, "MessageRejected", "Email address is not verified. The following identities failed the check in region EU-WEST-1: "+from), providers.Fatal, false, 400, "MessageRejected", 0},
-		{"BadRequest", apiError(400, "BadRequestException", "Illegal address"), providers.Permanent, false, 400, "BadRequestException", 0},
+		{"MessageRejected return path unverified", apiError(400, "MessageRejected", "Email address is not verified. The following identities failed the check in region EU-WEST-1: bounces@bounce.example.com"), providers.Fatal, false, 400, "MessageRejected", 0},
+		{"MessageRejected sender domain unverified", apiError(400, "MessageRejected", "Email address is not verified. The following identities failed the check in region EU-WEST-1: jane@example.org, example.com"), providers.Fatal, false, 400, "MessageRejected", 0},
+		{"MessageRejected return path domain unverified", apiError(400, "MessageRejected", "Email address is not verified. The following identities failed the check in region US-EAST-1: bounce.example.com"), providers.Fatal, false, 400, "MessageRejected", 0},
+		{"MessageRejected a domain like ours", apiError(400, "MessageRejected", "Email address is not verified. The following identities failed the check in region US-EAST-1: notexample.com"), providers.Permanent, false, 400, "MessageRejected", 0},
+		{"BadRequest illegal address", apiError(400, "BadRequestException", "Illegal address"), providers.Permanent, false, 400, "BadRequestException", 0},
+		{"BadRequest missing domain", apiError(400, "BadRequestException", "Missing final '@domain'"), providers.Permanent, false, 400, "BadRequestException", 0},
+		{"BadRequest naming the recipient", apiError(400, "BadRequestException", "Invalid recipient jane@example.org"), providers.Permanent, false, 400, "BadRequestException", 0},
+		{"BadRequest message size", apiError(400, "BadRequestException", "Message length is more than 10 megabytes"), providers.Permanent, false, 400, "BadRequestException", 0},
+		{"BadRequest naming the sender", apiError(400, "BadRequestException", "Illegal address: news@example.com"), providers.Fatal, false, 400, "BadRequestException", 0},
+		{"BadRequest tag", apiError(400, "BadRequestException", "Invalid tag value: the value contains invalid characters"), providers.Fatal, false, 400, "BadRequestException", 0},
+		{"BadRequest header", apiError(400, "BadRequestException", "Illegal header name 'X Bad'"), providers.Fatal, false, 400, "BadRequestException", 0},
 		{"type in body only", raw(400, `{"__type":"MessageRejected","message":"rejected"}`, "Content-Type", "application/json"), providers.Permanent, false, 400, "MessageRejected", 0},
 		{"unnamed 400", raw(400, `{"type":"BadRequestException","message":"Bad Request Exception"}`), providers.Permanent, false, 400, "", 0},
 		{"InternalFailure", apiError(500, "InternalFailure", "internal error"), providers.Temporary, false, 500, "InternalFailure", 0},
@@ -165,7 +178,9 @@ func TestClassifyAnswers(t *testing.T) {
 			f := newFake(t)
 			p, _ := f.open(t, Config{})
 			f.setSend(c.answer)
-			_, err := p.Send(context.Background(), providertest.Message("jane@example.org", 1))
+			msg := providertest.Message("jane@example.org", 1)
+			msg.ReturnPath = "bounces@bounce.example.com"
+			_, err := p.Send(context.Background(), msg)
 			if err == nil {
 				t.Fatalf("Send succeeded")
 			}
@@ -291,9 +306,10 @@ func TestOpenReadsAccount(t *testing.T) {
 		warning   string // a substring of the one warning; "": none
 	}{
 		{"healthy", nil, -1, false, 14, 48800, true, ""},
-		{"unlimited quota", accountJSON(`{"SendingEnabled":true,"EnforcementStatus":"HEALTHY","SendQuota":{"Max24HourSend":-1,"MaxSendRate":50,"SentLast24Hours":10}}`), -1, false, 50, math.Inf(1), true, ""},
-		{"quota used up", accountJSON(`{"SendingEnabled":true,"SendQuota":{"Max24HourSend":200,"MaxSendRate":1,"SentLast24Hours":250}}`), -1, false, 1, 0, true, ""},
-		{"no quota in the answer", accountJSON(`{"SendingEnabled":true}`), -1, false, 0, 0, false, ""},
+		{"unlimited quota", accountJSON(`{"SendingEnabled":true,"EnforcementStatus":"HEALTHY","ProductionAccessEnabled":true,"SendQuota":{"Max24HourSend":-1,"MaxSendRate":50,"SentLast24Hours":10}}`), -1, false, 50, math.Inf(1), true, ""},
+		{"quota used up", accountJSON(`{"SendingEnabled":true,"ProductionAccessEnabled":true,"SendQuota":{"Max24HourSend":200,"MaxSendRate":1,"SentLast24Hours":250}}`), -1, false, 1, 0, true, ""},
+		{"no quota in the answer", accountJSON(`{"SendingEnabled":true,"ProductionAccessEnabled":true}`), -1, false, 0, 0, false, ""},
+		{"sandbox", accountJSON(`{"SendingEnabled":true,"EnforcementStatus":"HEALTHY","ProductionAccessEnabled":false,"SendQuota":{"Max24HourSend":200,"MaxSendRate":1,"SentLast24Hours":0}}`), -1, false, 1, 200, true, "is in the sandbox"},
 		{"access denied", apiError(403, "AccessDeniedException", "User is not authorized to perform ses:GetAccount"), -1, false, 0, 0, false, denied},
 		{"access denied v1 name", apiError(403, "AccessDenied", "not authorized"), -1, false, 0, 0, false, denied},
 		{"sending disabled", accountJSON(`{"SendingEnabled":false,"EnforcementStatus":"HEALTHY","SendQuota":{"Max24HourSend":200,"MaxSendRate":1}}`), providers.Fatal, false, 0, 0, false, ""},
@@ -328,6 +344,9 @@ func TestOpenReadsAccount(t *testing.T) {
 			}
 			if got := p.Capabilities().MaxRate; got != c.rate {
 				t.Errorf("MaxRate = %v, want %v", got, c.rate)
+			}
+			if p.Sandbox() != strings.Contains(c.warning, "sandbox") {
+				t.Errorf("Sandbox() = %v", p.Sandbox())
 			}
 			if rem, known := p.Quota(); rem != c.remaining || known != c.known {
 				t.Errorf("Quota() = %v, %v; want %v, %v", rem, known, c.remaining, c.known)
@@ -447,5 +466,106 @@ func BenchmarkTagValue(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		_ = TagValue("nov.news_2026-11-02")
+	}
+}
+
+// TestIDNDestination: SES takes ASCII addresses only; an internationalised domain goes
+// as Punycode, a non-ASCII local part is refused before SES is called.
+func TestIDNDestination(t *testing.T) {
+	f := newFake(t)
+	p, _ := f.open(t, Config{})
+	if _, err := p.Send(context.Background(), providertest.Message("josé@bücher.example", 1)); providers.KindOf(err) != providers.Permanent {
+		t.Errorf("non-ASCII local part: %v, want permanent", err)
+	}
+	if n := f.sendAttempts(); n != 0 {
+		t.Errorf("SES was called %d times for an address it cannot take", n)
+	}
+	if _, err := p.Send(context.Background(), providertest.Message("jose@Bücher.example", 2)); err != nil {
+		t.Fatalf("IDN domain: %v", err)
+	}
+	got := f.got()
+	if len(got) != 1 || got[0].Destination.ToAddresses[0] != "jose@xn--bcher-kva.example" {
+		t.Errorf("destination = %+v, want jose@xn--bcher-kva.example", got)
+	}
+	for in, want := range map[string]string{
+		"a@example.org":     "a@example.org",
+		"a@ÉCOLE.fr":        "a@xn--cole-9oa.fr",
+		"a@xn--cole-9oa.fr": "a@xn--cole-9oa.fr",
+		"ü@x.org":           "",
+		"nope":              "",
+		"a@":                "",
+	} {
+		got, err := ASCIIAddress(in)
+		if got != want || (want == "") != (err != nil) {
+			t.Errorf("ASCIIAddress(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+}
+
+// TestSenderRejectionIsFatal: an unverified From or return path is refused by SES for
+// every message; the run stops instead of failing each recipient. In the sandbox an
+// unverified recipient is that recipient's failure only.
+func TestSenderRejectionIsFatal(t *testing.T) {
+	f := newFake(t)
+	f.setVerified(false, "example.com", "jane@example.org")
+	p, _ := f.open(t, Config{})
+	msg := providertest.Message("jane@example.org", 1)
+	msg.ReturnPath = "bounces@bounce.example.net"
+	_, err := p.Send(context.Background(), msg)
+	if pe := providers.AsError(err); pe == nil || pe.Kind != providers.Fatal || !strings.Contains(err.Error(), "bounces@bounce.example.net") {
+		t.Fatalf("unverified return path: %v, want fatal naming it", err)
+	}
+	f.setVerified(false, "jane@example.org")
+	if _, err := p.Send(context.Background(), providertest.Message("jane@example.org", 2)); providers.KindOf(err) != providers.Fatal {
+		t.Errorf("unverified From: %v, want fatal", err)
+	}
+	f.setVerified(true, "example.com", "jane@example.org")
+	if _, err := p.Send(context.Background(), providertest.Message("jane@example.org", 3)); err != nil {
+		t.Errorf("verified recipient in the sandbox: %v", err)
+	}
+	if _, err := p.Send(context.Background(), providertest.Message("joe@example.org", 4)); providers.KindOf(err) != providers.Permanent {
+		t.Errorf("unverified recipient in the sandbox: %v, want permanent", err)
+	}
+}
+
+// TestDocumentedAnswers replays, through the fake and the real SDK, the error names and
+// statuses SES v2's SendEmail reference lists (testdata/send_email_errors.json) and the
+// GetAccount answers of a production and a sandbox account.
+func TestDocumentedAnswers(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("testdata", "send_email_errors.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cases []struct {
+		Type, Message, Kind string
+		Status              int
+		SlowDown            bool `json:"slow_down"`
+	}
+	if err := json.Unmarshal(b, &cases); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cases {
+		t.Run(c.Type+"/"+c.Message, func(t *testing.T) {
+			f := newFake(t)
+			p, _ := f.open(t, Config{})
+			f.setSend(apiError(c.Status, c.Type, c.Message))
+			_, err := p.Send(context.Background(), providertest.Message("jane@example.org", 1))
+			pe := providers.AsError(err)
+			if pe == nil || pe.Kind.String() != c.Kind || pe.SlowDown != c.SlowDown || pe.Enhanced != c.Type || pe.Code != c.Status {
+				t.Errorf("Send = %#v, want %s (slow down %v)", pe, c.Kind, c.SlowDown)
+			}
+		})
+	}
+	for name, sandbox := range map[string]bool{"get_account.json": false, "get_account_sandbox.json": true} {
+		acct, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := newFake(t)
+		f.setAccount(accountJSON(string(acct)))
+		p, warnings := f.open(t, Config{})
+		if p.Sandbox() != sandbox || (len(warnings) == 1) != sandbox {
+			t.Errorf("%s: Sandbox() = %v, warnings %q", name, p.Sandbox(), warnings)
+		}
 	}
 }
