@@ -21,9 +21,9 @@ type fakeProvider struct {
 	calls  atomic.Int64
 }
 
-func (p *fakeProvider) Name() string                          { return "fake" }
+func (p *fakeProvider) Name() string                         { return "fake" }
 func (p *fakeProvider) Capabilities() providers.Capabilities { return providers.Capabilities{} }
-func (p *fakeProvider) Close() error                          { return nil }
+func (p *fakeProvider) Close() error                         { return nil }
 func (p *fakeProvider) Send(ctx context.Context, msg *providers.Message) (providers.Receipt, error) {
 	p.calls.Add(1)
 	if p.answer != nil {
