@@ -325,3 +325,28 @@ func TestAttachmentsForSendGrid(t *testing.T) {
 		t.Errorf("SendGrid attachments: %q", got)
 	}
 }
+
+func TestAttachmentSizeWarningAndMissingCampaignFile(t *testing.T) {
+	f := newFixture(t, 2, "  kind: file\n  dir: outbox\n", "attachments: [big.bin]\n")
+	if err := os.WriteFile(filepath.Join(f.dir, "big.bin"), make([]byte, 8<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var warnings []Warning
+	if _, err := Validate(t.Context(), f.load(), f.store(), func(w Warning) { warnings = append(warnings, w) }, testEnv(nil)); err != nil {
+		t.Fatal(err)
+	}
+	if len(warnings) != 1 || warnings[0].Line != 0 || !strings.Contains(warnings[0].Reason, "over 10 MB") {
+		t.Errorf("warnings %+v", warnings)
+	}
+	// A campaign-wide file that is missing stops everything before anything is sent.
+	os.Remove(filepath.Join(f.dir, "big.bin"))
+	_, err := f.send(-1, SendOptions{})
+	if !isConfigErr(err) || !strings.Contains(err.Error(), "big.bin") {
+		t.Errorf("send without the campaign's attachment: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(f.dir, "outbox")); err == nil {
+		if ents, _ := os.ReadDir(filepath.Join(f.dir, "outbox")); len(ents) > 0 {
+			t.Errorf("%d message(s) sent", len(ents))
+		}
+	}
+}
