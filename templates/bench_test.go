@@ -106,7 +106,7 @@ func BenchmarkContent(b *testing.B) {
 	b.Run("html-css-inlined-once", func(b *testing.B) { benchRender(b, styled, false) })
 	b.Run("html-css-inlined-per-message", func(b *testing.B) { benchRender(b, perMessage, true) })
 	b.Run("markdown", func(b *testing.B) { benchRender(b, md, false) })
-	b.Run("markdown-styled-layout", func(b *testing.B) { benchRender(b, mdStyled, true) })
+	b.Run("markdown-styled-layout", func(b *testing.B) { benchRender(b, mdStyled, false) })
 }
 
 func benchData() map[string]string {

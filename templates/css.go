@@ -237,3 +237,121 @@ func normalizeHTML(doc string) string {
 	}
 	return b.String()
 }
+
+// A Markdown body in a styled layout exists only per message, so the layout's rules for
+// it cannot be inlined into the template source. But goldmark writes a small set of bare
+// tags (<p>, <h2>, <li>, <td>, …): each is given, once per campaign, the attributes the
+// inliner gives it inside the layout (found on a probe body with one of each), and every
+// message's body gets them by a string replacement. As for the source, this is used only
+// when the sample recipient comes out the same as inlining the whole message.
+
+var mdProbeTags = []string{"h1", "h2", "h3", "h4", "h5", "h6", "p", "ul", "ol", "li", "blockquote",
+	"pre", "code", "em", "strong", "del", "hr", "table", "thead", "tbody", "tr", "th", "td"}
+
+// mdProbe is a body with one of each tag goldmark writes, each marked data-hp.
+const mdProbe = `<h1 data-hp>x</h1><h2 data-hp>x</h2><h3 data-hp>x</h3><h4 data-hp>x</h4><h5 data-hp>x</h5><h6 data-hp>x</h6>` +
+	`<p data-hp>x <a data-hp href="#">x</a> <em data-hp>x</em> <strong data-hp>x</strong> <code data-hp>x</code> <del data-hp>x</del> <img data-hp src="#" alt=""></p>` +
+	`<ul data-hp><li data-hp>x</li></ul><ol data-hp><li>x</li></ol><blockquote data-hp><p>x</p></blockquote><pre data-hp><code>x</code></pre><hr data-hp>` +
+	`<table data-hp><thead data-hp><tr data-hp><th data-hp>x</th></tr></thead><tbody data-hp><tr><td data-hp>x</td></tr></tbody></table>`
+
+// tagReplacer reads the inlined probe document and returns the replacement that gives
+// goldmark's bare tags their attributes; nil when no tag gets any.
+func tagReplacer(inlinedProbe string) *strings.Replacer {
+	attrs := map[string]string{}
+	z := html.NewTokenizer(strings.NewReader(inlinedProbe))
+	for {
+		tt := z.Next()
+		if tt == html.ErrorToken {
+			break
+		}
+		if tt != html.StartTagToken && tt != html.SelfClosingTagToken {
+			continue
+		}
+		name, hasAttr := z.TagName()
+		var b strings.Builder
+		probe := false
+		for hasAttr {
+			var k, v []byte
+			k, v, hasAttr = z.TagAttr()
+			switch string(k) {
+			case "data-hp":
+				probe = true
+			case "href", "src", "alt":
+			default:
+				b.WriteString(" " + string(k) + `="` + html.EscapeString(string(v)) + `"`)
+			}
+		}
+		if _, seen := attrs[string(name)]; probe && !seen {
+			attrs[string(name)] = b.String()
+		}
+	}
+	var pairs []string
+	for _, t := range mdProbeTags {
+		if a := attrs[t]; a != "" {
+			pairs = append(pairs, "<"+t+">", "<"+t+a+">")
+		}
+	}
+	if a := attrs["a"]; a != "" {
+		pairs = append(pairs, `<a href="`, "<a"+a+` href="`)
+	}
+	if a := attrs["img"]; a != "" {
+		pairs = append(pairs, `<img src="`, "<img"+a+` src="`)
+	}
+	if a := attrs["hr"]; a != "" {
+		pairs = append(pairs, "<hr />", "<hr"+a+" />", "<hr/>", "<hr"+a+"/>")
+	}
+	if len(pairs) == 0 {
+		return nil
+	}
+	return strings.NewReplacer(pairs...)
+}
+
+var structural = regexp.MustCompile(`(?i):(first|last|nth|only|empty|not|has|is|where)|[+~]`)
+
+// probeSafe reports whether the rules of a layout's <style> elements style a Markdown
+// body's tags the same wherever they stand: no structural pseudo-classes or sibling
+// combinators, and no selector that picks a tag by a body tag around it (`blockquote p`,
+// `li > p`). Descendants of the layout's own elements (`.frame p`) are fine.
+func probeSafe(layout string) bool {
+	isProbe := map[string]bool{"a": true, "img": true}
+	for _, t := range mdProbeTags {
+		isProbe[t] = true
+	}
+	z := html.NewTokenizer(strings.NewReader(layout))
+	inStyle := false
+	for {
+		switch z.Next() {
+		case html.ErrorToken:
+			return true
+		case html.StartTagToken:
+			name, _ := z.TagName()
+			inStyle = atom.Lookup(name) == atom.Style
+		case html.EndTagToken:
+			inStyle = false
+		case html.TextToken:
+			if !inStyle {
+				continue
+			}
+			for _, rule := range css.Parse(string(z.Text())).GetCSSRuleList() {
+				if rule.Type != css.STYLE_RULE {
+					continue
+				}
+				for _, sel := range strings.Split(rule.Style.Selector.Text(), ",") {
+					if structural.MatchString(sel) {
+						return false
+					}
+					parts := strings.Fields(strings.ReplaceAll(sel, ">", " "))
+					for _, p := range parts[:max(0, len(parts)-1)] {
+						tag := strings.ToLower(p)
+						if i := strings.IndexAny(tag, ".#[:"); i >= 0 {
+							tag = tag[:i]
+						}
+						if isProbe[tag] {
+							return false
+						}
+					}
+				}
+			}
+		}
+	}
+}

@@ -25,10 +25,14 @@ func TestCSSInlinedOnceOrPerMessage(t *testing.T) {
 		{"if between table rows", Sources{Subject: "s", HTML: styleHead + `<table>{{ if .vip }}<tr><td class="price">VIP</td></tr>{{ end }}<tr><td>all</td></tr></table>` + unsub + `</body></html>`}, false},
 		{"styled layout, body unstyled", Sources{Subject: "s", HTML: "<div>Hi {{ .name }}</div>",
 			Layout: styleHead + `<div>{{ .Body }}</div>` + unsub + `</body></html>`}, true},
-		{"markdown in a styled layout", Sources{Subject: "s", Markdown: "# Hi {{ .name }}\n\nA paragraph.\n",
-			Layout: styleHead + `<div>{{ .Body }}</div>` + unsub + `</body></html>`}, false},
-		{"descendant selector into the body", Sources{Subject: "s", Markdown: "Hi {{ .name }}\n",
-			Layout: styleHead + `<div class="frame">{{ .Body }}</div>` + unsub + `</body></html>`}, false},
+		{"markdown in a styled layout", Sources{Subject: "s", Markdown: "# Hi {{ .name }}\n\nA paragraph with [a link](https://x.example) and `code`.\n\n| a | b |\n|---|---|\n| 1 | 2 |\n",
+			Layout: styleHead + `<div>{{ .Body }}</div>` + unsub + `</body></html>`}, true},
+		{"markdown in a layout's styled frame", Sources{Subject: "s", Markdown: "Hi {{ .name }}\n",
+			Layout: styleHead + `<div class="frame">{{ .Body }}</div>` + unsub + `</body></html>`}, true},
+		{"markdown, a rule for a tag inside another", Sources{Subject: "s", Markdown: "> Hi {{ .name }}\n\nOut\n",
+			Layout: strings.Replace(styleHead, "</style>", "blockquote p { color: green; }</style>", 1) + `<div>{{ .Body }}</div>` + unsub + `</body></html>`}, false},
+		{"markdown, a structural pseudo-class", Sources{Subject: "s", Markdown: "Hi {{ .name }}\n\nTwo\n",
+			Layout: strings.Replace(styleHead, "</style>", "p:first-child { color: green; }</style>", 1) + `<div>{{ .Body }}</div>` + unsub + `</body></html>`}, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			once, err := Parse(c.src)

@@ -116,6 +116,7 @@ type Set struct {
 	htmlSrc, layoutSrc string
 	cssPrepared        bool
 	cssPerMessage      bool
+	mdTags             *strings.Replacer // the layout's styles for a Markdown body's tags
 
 	// refs are the data keys each template reads at top level, found once by Parse.
 	refs []ref
@@ -290,9 +291,9 @@ func parseLayout(file, src string) (*htmltemplate.Template, error) {
 }
 
 // prepareCSS inlines the CSS once into the template source when that gives the same
-// message as inlining each message (checked on the sample data of Check). Otherwise,
-// and always when a layout's rules style the body it frames, every message is inlined
-// on its own.
+// message as inlining each message (checked on the sample data of Check); a Markdown
+// body's tags get the layout's styles by replacement (see mdProbe). Otherwise every
+// message is inlined on its own.
 func (s *Set) prepareCSS(data map[string]string) {
 	if s.css == nil || s.cssPrepared {
 		return
@@ -312,8 +313,29 @@ func (s *Set) prepareCSS(data map[string]string) {
 	}
 	oldHTML, oldLayout := s.html, s.layout
 	if s.layout != nil {
+		if s.md != nil {
+			if !probeSafe(s.layoutSrc) {
+				return
+			}
+			// The Markdown body's tags get the layout's styles by replacement.
+			ld := make(map[string]any, len(data)+2)
+			for k, v := range data {
+				ld[k] = v
+			}
+			ld[KeyBody] = htmltemplate.HTML(mdProbe)
+			ld[KeySubject] = want.Subject
+			var b strings.Builder
+			if err := s.layout.Execute(&b, ld); err != nil {
+				return
+			}
+			probe, err := s.css.inline(b.String())
+			if err != nil {
+				return
+			}
+			s.mdTags = tagReplacer(probe)
+		}
 		if s.layout, err = parseLayout(s.layoutFile, inl); err != nil {
-			s.layout = oldLayout
+			s.layout, s.mdTags = oldLayout, nil
 			return
 		}
 	} else {
@@ -325,7 +347,7 @@ func (s *Set) prepareCSS(data map[string]string) {
 	s.cssPerMessage = false
 	got, err := s.Render(data)
 	if err != nil || normalizeHTML(got.HTML) != normalizeHTML(want.HTML) || got.Text != want.Text {
-		s.html, s.layout, s.cssPerMessage = oldHTML, oldLayout, true
+		s.html, s.layout, s.mdTags, s.cssPerMessage = oldHTML, oldLayout, nil, true
 	}
 }
 
@@ -460,6 +482,9 @@ func (s *Set) Render(data map[string]string) (Rendered, error) {
 		if out.HTML, out.Text, err = renderMarkdown(s.markdown, []byte(src)); err != nil {
 			return Rendered{}, fmt.Errorf("%s: %w", s.mdFile, err)
 		}
+	}
+	if s.mdTags != nil && !s.cssPerMessage {
+		out.HTML = s.mdTags.Replace(out.HTML)
 	}
 	if s.layout != nil {
 		ld := make(map[string]any, len(data)+2)
