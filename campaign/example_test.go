@@ -22,6 +22,17 @@ func TestNewsletterExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cols, err := (&Source{Campaign: c}).Columns()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd, err := NewRenderer(c, cols, make([]byte, 32), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rd.set.CSSPerMessage() {
+		t.Error("the example's CSS is inlined into every message, not once")
+	}
 	var warnings []Warning
 	if _, err := Validate(t.Context(), c, filepath.Join(dir, "herald.db"), func(w Warning) { warnings = append(warnings, w) }, testEnv(nil)); err != nil || len(warnings) != 0 {
 		t.Fatalf("validate: %v %+v", err, warnings)
