@@ -43,6 +43,11 @@ func (a *app) sendCmd() *cobra.Command {
 				return &usageError{err: fmt.Errorf("--limit %d: must be 0 or more", o.limit)}
 			}
 			if o.test != "" {
+				for _, f := range []string{"dry-run", "limit", "json", "resend-unknown", "rate", "workers"} {
+					if cmd.Flags().Changed(f) {
+						return &usageError{err: fmt.Errorf("--%s does not go with --test", f)}
+					}
+				}
 				return a.runTestSend(cmd.Context(), o)
 			}
 			if cmd.Flags().Changed("row") || o.noPrefix {
