@@ -287,7 +287,7 @@ func TestAttachmentsForSendGrid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rd, err := NewRenderer(c, cols, make([]byte, 32), nil)
+	rd, err := NewRenderer(t.Context(), c, cols, make([]byte, 32), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +295,7 @@ func TestAttachmentsForSendGrid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := rd.Message(rc)
+	m, err := rd.Message(t.Context(), rc)
 	if err != nil {
 		t.Fatal(err)
 	}

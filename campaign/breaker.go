@@ -55,12 +55,18 @@ const (
 	release
 )
 
-// permanent notes a permanent answer err for rc. With releaseAndTrip, reopen lists the
-// recipients of the streak recorded failed before rc.
-func (s *streak) permanent(rc *Recipient, err error) (v verdict, reopen []*Recipient) {
-	a := answerOf(err)
+// permanent notes a permanent answer err for rc and calls act with the verdict; with
+// releaseAndTrip, reopen lists the recipients of the streak recorded failed before rc.
+// act runs under the streak's lock, so that the outcomes it queues are in the order of
+// the verdicts (a recipient's failure is queued before the reopen that undoes it).
+func (s *streak) permanent(rc *Recipient, err error, act func(v verdict, reopen []*Recipient)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	act(s.judge(rc, err))
+}
+
+func (s *streak) judge(rc *Recipient, err error) (v verdict, reopen []*Recipient) {
+	a := answerOf(err)
 	if s.tripped {
 		if a == s.last {
 			return release, nil

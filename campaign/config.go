@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/heraldmail/herald/campaign/journal"
 )
 
 // File is the campaign file as written (PRODUCT.md "The campaign file").
@@ -322,6 +324,9 @@ func Parse(path string, data []byte, now time.Time) (*Campaign, error) {
 		c.Retry.MaxBackoff = c.Retry.Backoff
 	}
 	c.StoreFile = rel(f.Store)
+	if journal.IsURL(f.Store) {
+		c.StoreFile = f.Store // a database, not a path beside the file
+	}
 	c.Schedule = strings.TrimSpace(f.Schedule)
 	return c, nil
 }

@@ -26,7 +26,7 @@ func TestNewsletterExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rd, err := NewRenderer(c, cols, make([]byte, 32), nil)
+	rd, err := NewRenderer(t.Context(), c, cols, make([]byte, 32), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,9 +19,9 @@ import (
 // Recorder is the part of the journal the workers use: a durable claim before a message
 // is handed over, an outcome after.
 type Recorder interface {
-	// StartClaim queues a claim; the returned func waits until it is durable.
-	StartClaim(ctx context.Context, c journal.Claim) (wait func() error)
-	Claim(ctx context.Context, c journal.Claim) error
+	// Handoff queues the recipient's change from claimed to `sending`; the returned
+	// func waits until it is durable (a refusal: the recipient is not this run's).
+	Handoff(ctx context.Context, key string) (wait func() error)
 	// RecordThen queues an outcome; done is called once, without blocking, with nil
 	// when the outcome is durable or with the error that kept it from the store.
 	RecordThen(o journal.Outcome, done func(error))
@@ -143,8 +143,10 @@ type Pipeline struct {
 	Counters *Counters
 
 	connFails atomic.Int64
-	failing   streak
-	stop      context.CancelCauseFunc // stops the current Run
+	// stopped is the running Run's stop context (see Stopped).
+	stopped atomic.Pointer[context.Context]
+	failing streak
+	stop    context.CancelCauseFunc // stops the current Run
 
 	renderMu   sync.Mutex
 	renderErrs RenderErrors
@@ -172,6 +174,7 @@ func (p *Pipeline) Run(ctx context.Context, limit int, feed func(fn func(*Recipi
 		grace = 30 * time.Second
 	}
 	stopCtx, stop := context.WithCancelCause(ctx)
+	p.stopped.Store(&stopCtx)
 	defer stop(nil)
 	p.stop = stop
 	// Sends in flight outlive a stop by up to grace, so that their outcome is known.
@@ -245,6 +248,15 @@ func (p *Pipeline) Run(ctx context.Context, limit int, feed func(fn func(*Recipi
 	return nil
 }
 
+// Stopped returns a context that ends when the running Run stops (interrupted, or a
+// fatal error): a feed that waits for work ends its wait then.
+func (p *Pipeline) Stopped() context.Context {
+	if c := p.stopped.Load(); c != nil {
+		return *c
+	}
+	return context.Background()
+}
+
 func (p *Pipeline) warnf(format string, args ...any) {
 	if p.Warnf != nil {
 		p.Warnf(format, args...)
@@ -253,12 +265,7 @@ func (p *Pipeline) warnf(format string, args ...any) {
 
 // giveUp marks a deferred recipient past give_up_after as failed.
 func (p *Pipeline) giveUp(ctx context.Context, stop context.CancelCauseFunc, rc *Recipient) {
-	if err := p.Journal.Claim(ctx, journal.Claim{Key: rc.Key, Email: rc.Email, Line: rc.Line}); err != nil {
-		if !errors.Is(err, journal.ErrNotClaimable) {
-			stop(&StopError{Reason: StopStore, Err: err})
-		}
-		return
-	}
+	// The recipient is claimed by this run; it goes from claimed to failed.
 	p.record(rc, journal.Outcome{State: journal.Failed,
 		Reason: fmt.Sprintf("gave up: still failing temporarily %s after the first attempt", p.Retry.GiveUpAfter)})
 }
@@ -270,14 +277,21 @@ func (p *Pipeline) handle(stopCtx, sendCtx context.Context, stop context.CancelC
 	}
 	// The message is rendered while the claim commits; it goes nowhere before the claim
 	// is durable.
-	claimed := p.Journal.StartClaim(sendCtx, journal.Claim{Key: rc.Key, Email: rc.Email, Line: rc.Line})
-	msg, renderErr := p.Renderer.Message(rc)
+	claimed := p.Journal.Handoff(sendCtx, rc.Key)
+	// Rendered here without a goroutine of its own: the first pass of the run rendered
+	// these rows already, so no render loops without end; a long one still stops at the
+	// output bound, and at its next write once the run stops.
+	msg, renderErr := p.Renderer.message(stopCtx, rc)
 	if err := claimed(); err != nil {
 		if errors.Is(err, journal.ErrNotClaimable) {
 			p.Counters.AlreadyDone.Add(1)
 			return
 		}
 		stop(&StopError{Reason: StopStore, Err: err})
+		return
+	}
+	if renderErr != nil && stopCtx.Err() != nil {
+		p.record(rc, journal.Outcome{State: journal.Pending}) // stopped while rendering
 		return
 	}
 	if renderErr != nil {
@@ -372,22 +386,23 @@ func (p *Pipeline) defer_(rc *Recipient, o journal.Outcome, first time.Time, exh
 // permanent records a permanent answer, through the breaker for campaign-wide
 // rejections.
 func (p *Pipeline) permanent(stop context.CancelCauseFunc, rc *Recipient, o journal.Outcome, err error) {
-	v, reopen := p.failing.permanent(rc, err)
-	switch v {
-	case recordFailed:
-		o.State = journal.Failed
-		pe := providers.AsError(err)
-		o.Suppress = pe != nil && pe.Bounce
-		p.record(rc, o)
-	case releaseAndTrip:
-		for _, back := range reopen {
-			p.record(back, journal.Outcome{State: journal.Pending, Reopen: true})
+	p.failing.permanent(rc, err, func(v verdict, reopen []*Recipient) {
+		switch v {
+		case recordFailed:
+			o.State = journal.Failed
+			pe := providers.AsError(err)
+			o.Suppress = pe != nil && pe.Bounce
+			p.record(rc, o)
+		case releaseAndTrip:
+			for _, back := range reopen {
+				p.record(back, journal.Outcome{State: journal.Pending, Reopen: true})
+			}
+			p.record(rc, journal.Outcome{State: journal.Pending})
+			stop(&StopError{Reason: StopFailing, Err: err})
+		case release:
+			p.record(rc, journal.Outcome{State: journal.Pending})
 		}
-		p.record(rc, journal.Outcome{State: journal.Pending})
-		stop(&StopError{Reason: StopFailing, Err: err})
-	case release:
-		p.record(rc, journal.Outcome{State: journal.Pending})
-	}
+	})
 }
 
 // record queues an outcome; the counters follow what the store recorded. An outcome

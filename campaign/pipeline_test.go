@@ -48,22 +48,19 @@ func newMemRecorder(failAfter int) *memRecorder {
 	return &memRecorder{states: map[string]journal.State{}, failAfter: failAfter}
 }
 
-func (m *memRecorder) StartClaim(_ context.Context, c journal.Claim) func() error {
-	return func() error { return m.Claim(context.Background(), c) }
-}
-
-func (m *memRecorder) Claim(_ context.Context, c journal.Claim) error {
+func (m *memRecorder) Handoff(_ context.Context, key string) func() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.err != nil {
-		return m.err
+		err := m.err
+		return func() error { return err }
 	}
-	switch st := m.states[c.Key]; st {
-	case "", journal.Pending, journal.Deferred:
-		m.states[c.Key] = journal.Sending
-		return nil
+	switch st := m.states[key]; st {
+	case "", journal.Pending, journal.Deferred, journal.Claimed:
+		m.states[key] = journal.Sending
+		return func() error { return nil }
 	default:
-		return &journal.StateError{Campaign: "test", Key: c.Key, State: st}
+		return func() error { return &journal.StateError{Campaign: "test", Key: key, State: st} }
 	}
 }
 
@@ -118,7 +115,7 @@ func newPipelineFixture(t *testing.T, n int, subject string) *pipelineFixture {
 		f.write("campaign.yaml", data)
 	}
 	c := f.load()
-	rd, err := NewRenderer(c, []string{"email", "first_name"}, []byte("0123456789abcdef0123456789abcdef"), nil)
+	rd, err := NewRenderer(context.Background(), c, []string{"email", "first_name"}, []byte("0123456789abcdef0123456789abcdef"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,15 +142,40 @@ func (pf *pipelineFixture) feed(fn func(*Recipient) error) error {
 	return nil
 }
 
-// openWriter opens the fixture's store and a writer of its campaign.
-func (pf *pipelineFixture) openWriter(t *testing.T) (*journal.Store, *journal.Writer) {
+// testRun is a run of the fixture's campaign whose Close ends it.
+type testRun struct{ journal.Run }
+
+func (r testRun) Close() error { return r.End(context.Background(), nil) }
+
+// openWriter opens the fixture's store and begins a run of its campaign that has loaded
+// and claimed the fixture's recipients (those it may send), as a run's feed would.
+func (pf *pipelineFixture) openWriter(t *testing.T) (journal.Store, testRun) {
 	t.Helper()
-	st, err := journal.Open(context.Background(), pf.store(), journal.Options{})
+	ctx := context.Background()
+	st, err := journal.Open(ctx, pf.store(), journal.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	return st, st.NewWriter(pf.c.Name)
+	r, err := st.BeginRun(ctx, journal.RunSpec{Campaign: pf.c.Name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.Load(ctx, &journal.ListInfo{}, func(add func(journal.Item) error) error {
+		for _, rc := range pf.recipients {
+			if err := add(journal.Item{Key: rc.Key, Email: rc.Email, Line: rc.Line, Fields: rc.Fields}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Claim(ctx, len(pf.recipients)); err != nil {
+		t.Fatal(err)
+	}
+	return st, testRun{r}
 }
 
 // An outcome the store could not record is never counted sent: it counts as unknown,
@@ -288,28 +310,28 @@ func TestStreak(t *testing.T) {
 	rc := func(i int) *Recipient { return &Recipient{Line: i} }
 	var s streak
 	for i := 0; i < failingAfter-1; i++ {
-		if v, _ := s.permanent(rc(i), same); v != recordFailed {
+		if v, _ := s.judge(rc(i), same); v != recordFailed {
 			t.Fatalf("answer %d: verdict %d, want recordFailed", i, v)
 		}
 	}
 	s.success() // a delivery in between: the streak starts again
 	for i := 0; i < failingAfter-1; i++ {
-		s.permanent(rc(i), same)
+		s.judge(rc(i), same)
 	}
-	s.permanent(rc(99), other) // a different answer too
+	s.judge(rc(99), other) // a different answer too
 	for i := 0; i < failingAfter-1; i++ {
-		if v, _ := s.permanent(rc(i), same); v != recordFailed {
+		if v, _ := s.judge(rc(i), same); v != recordFailed {
 			t.Fatalf("after a different answer, answer %d: verdict %d", i, v)
 		}
 	}
-	v, reopen := s.permanent(rc(100), same)
+	v, reopen := s.judge(rc(100), same)
 	if v != releaseAndTrip || len(reopen) != failingAfter-1 {
 		t.Fatalf("tenth identical answer: verdict %d, %d to reopen; want releaseAndTrip and %d", v, len(reopen), failingAfter-1)
 	}
-	if v, _ := s.permanent(rc(101), same); v != release {
+	if v, _ := s.judge(rc(101), same); v != release {
 		t.Fatalf("after the trip, the same answer: verdict %d, want release", v)
 	}
-	if v, _ := s.permanent(rc(102), other); v != recordFailed {
+	if v, _ := s.judge(rc(102), other); v != recordFailed {
 		t.Fatalf("after the trip, another answer: verdict %d, want recordFailed", v)
 	}
 }

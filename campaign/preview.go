@@ -26,9 +26,10 @@ var errEnough = errors.New("enough")
 
 // Preview renders messages without sending or journalling anything.
 func Preview(ctx context.Context, c *Campaign, o PreviewOptions, env Env) ([]*providers.Message, error) {
-	var store *journal.Store
-	if _, err := os.Stat(o.Store); err == nil {
-		if store, err = journal.Open(ctx, o.Store, journal.Options{Now: env.Now}); err != nil {
+	var store journal.Store
+	if storeExists(o.Store) {
+		var err error
+		if store, err = OpenStore(ctx, o.Store, journal.Options{Now: env.Now}); err != nil {
 			return nil, err
 		}
 		defer store.Close()
@@ -43,7 +44,7 @@ func Preview(ctx context.Context, c *Campaign, o PreviewOptions, env Env) ([]*pr
 	if err != nil {
 		return nil, err
 	}
-	rd, err := NewRenderer(c, cols, secret, env.Now)
+	rd, err := NewRenderer(ctx, c, cols, secret, env.Now)
 	if err != nil {
 		return nil, err
 	}
@@ -53,9 +54,9 @@ func Preview(ctx context.Context, c *Campaign, o PreviewOptions, env Env) ([]*pr
 		if err != nil {
 			return nil, err
 		}
-		m, err := rd.Message(rc)
+		m, err := rd.Message(ctx, rc)
 		if err != nil {
-			return nil, &ConfigError{Err: err}
+			return nil, renderFailure(ctx, err)
 		}
 		return []*providers.Message{m}, nil
 	}
@@ -63,9 +64,9 @@ func Preview(ctx context.Context, c *Campaign, o PreviewOptions, env Env) ([]*pr
 		return nil, nil
 	}
 	_, err = src.Scan(ctx, func(rc *Recipient) error {
-		m, err := rd.Message(rc)
+		m, err := rd.Message(ctx, rc)
 		if err != nil {
-			return &ConfigError{Err: err}
+			return renderFailure(ctx, err)
 		}
 		out = append(out, m)
 		if len(out) >= o.Limit {
@@ -113,6 +114,10 @@ func Validate(ctx context.Context, c *Campaign, store string, warn func(Warning)
 		return &Summary{Campaign: c.Name, DryRun: true}, err
 	}
 	sum, err := Send(ctx, c, SendOptions{DryRun: true, Limit: -1, Store: store, Warn: warn}, env)
+	var se *StopError
+	if errors.As(err, &se) && se.Reason == StopInterrupted {
+		return sum, err
+	}
 	if err != nil && !isConfigErr(err) {
 		err = &ConfigError{Err: fmt.Errorf("%w", err)}
 	}
@@ -135,7 +140,7 @@ func contentWarnings(ctx context.Context, c *Campaign, warn func(Warning), env E
 	if err != nil {
 		return err
 	}
-	rd, err := NewRenderer(c, cols, make([]byte, 32), env.Now)
+	rd, err := NewRenderer(ctx, c, cols, make([]byte, 32), env.Now)
 	if err != nil {
 		return err
 	}
@@ -181,6 +186,15 @@ func mapValues(m map[string]string) []string {
 		out = append(out, v)
 	}
 	return out
+}
+
+// renderFailure is the error of a run that could not render a recipient: a
+// *ConfigError (the template or the row), or ctx's error when the run was stopped.
+func renderFailure(ctx context.Context, err error) error {
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		return err
+	}
+	return &ConfigError{Err: err}
 }
 
 func isConfigErr(err error) bool {

@@ -1,6 +1,7 @@
 package campaign
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -56,8 +57,9 @@ func readSource(c *Campaign, path string) (string, error) {
 
 // NewRenderer reads and parses the campaign's templates and files and checks them against
 // the list's columns (a missing column, or a body without the unsubscribe link, is
-// refused).
-func NewRenderer(c *Campaign, columns []string, secret []byte, now func() time.Time) (*Renderer, error) {
+// refused). The check renders every template once; it stops, with ctx's error, when ctx
+// is done.
+func NewRenderer(ctx context.Context, c *Campaign, columns []string, secret []byte, now func() time.Time) (*Renderer, error) {
 	src := templates.Sources{Subject: c.Subject, ToName: c.ToName, InlineCSS: c.InlineCSS}
 	for _, f := range []struct {
 		path     string
@@ -81,7 +83,10 @@ func NewRenderer(c *Campaign, columns []string, secret []byte, now func() time.T
 	if err != nil {
 		return nil, &ConfigError{Err: err}
 	}
-	if err := set.Check(columns); err != nil {
+	if err := untilDone(ctx, func() error { return set.Check(columns) }); err != nil {
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			return nil, err
+		}
 		return nil, &ConfigError{Err: err}
 	}
 	rd := &Renderer{c: c, set: set, columns: columns, attCol: -1}
@@ -184,14 +189,46 @@ func (rd *Renderer) RecipientAttachment(r *Recipient) (string, error) {
 	return p, nil
 }
 
-// Message renders the message for r.
-func (rd *Renderer) Message(r *Recipient) (*providers.Message, error) {
-	return rd.message(r, r.Email, r.Email, "")
+// Message renders the message for r. It returns ctx's error as soon as ctx is done,
+// also in the middle of a long render: a template that loops without writing cannot be
+// stopped from outside, so such a render is left to finish on its own while the caller
+// goes on (the process is about to stop anyway). A render error names r's line.
+func (rd *Renderer) Message(ctx context.Context, r *Recipient) (*providers.Message, error) {
+	var m *providers.Message
+	err := untilDone(ctx, func() (err error) {
+		m, err = rd.message(ctx, r)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
-// message renders row r for the address to, with the unsubscribe token of tokenFor and
-// prefix before the subject.
-func (rd *Renderer) message(r *Recipient, to, tokenFor, prefix string) (*providers.Message, error) {
+// untilDone runs fn and returns its error, or ctx's error as soon as ctx is done; fn is
+// then left to finish on its own (its results are dropped).
+func untilDone(ctx context.Context, fn func() error) error {
+	if ctx.Done() == nil {
+		return fn()
+	}
+	ch := make(chan error, 1)
+	go func() { ch <- fn() }()
+	select {
+	case err := <-ch:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// message renders the message for r in the caller's goroutine.
+func (rd *Renderer) message(ctx context.Context, r *Recipient) (*providers.Message, error) {
+	return rd.messageFor(ctx, r, r.Email, r.Email, "")
+}
+
+// messageFor renders row r for the address to, with the unsubscribe token of tokenFor
+// and prefix before the subject.
+func (rd *Renderer) messageFor(ctx context.Context, r *Recipient, to, tokenFor, prefix string) (*providers.Message, error) {
 	unsub := unsubscribe.URL(rd.c.UnsubscribeURL, rd.signer.Token(rd.c.Name, tokenFor))
 	data := make(map[string]string, len(rd.columns)+3)
 	for i, col := range rd.columns {
@@ -202,8 +239,11 @@ func (rd *Renderer) message(r *Recipient, to, tokenFor, prefix string) (*provide
 	data["Email"] = r.Email
 	data["UnsubscribeURL"] = unsub
 	data["Campaign"] = rd.c.Name
-	out, err := rd.set.Render(data)
+	out, err := rd.set.RenderContext(ctx, data)
 	if err != nil {
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("line %d (%s): %w", r.Line, r.Email, err)
 	}
 	out.Subject = prefix + out.Subject

@@ -118,7 +118,7 @@ func StorePath(c *Campaign, flag string, getenv func(string) string) string {
 }
 
 // Secret returns the unsubscribe signing secret: HERALD_SECRET, else the store's.
-func Secret(ctx context.Context, store *journal.Store, getenv func(string) string) ([]byte, error) {
+func Secret(ctx context.Context, store journal.Store, getenv func(string) string) ([]byte, error) {
 	if s := getenv("HERALD_SECRET"); s != "" {
 		if len(s) < 16 {
 			return nil, errors.New("HERALD_SECRET must be at least 16 characters")
@@ -202,25 +202,18 @@ func Send(ctx context.Context, c *Campaign, o SendOptions, env Env) (sum *Summar
 	if err != nil {
 		return sum, err
 	}
-	var store *journal.Store
-	if !o.DryRun {
-		release, err := journal.Lock(o.Store, c.Name)
-		var le *journal.LockedError
-		if errors.As(err, &le) {
-			return sum, err
-		}
-		if err != nil {
-			return sum, storeErr(ctx, err)
-		}
-		defer release()
-		if store, err = journal.Open(ctx, o.Store, journal.Options{Now: env.Now}); err != nil {
-			return sum, storeErr(ctx, err)
-		}
-		defer store.Close()
-	} else if _, err := os.Stat(o.Store); err == nil {
-		// A dry run reads an existing journal (to count what is already done) and
-		// writes nothing.
-		if store, err = journal.Open(ctx, o.Store, journal.Options{Now: env.Now}); err != nil {
+	var store journal.Store
+	workers := c.Workers
+	if o.Workers > 0 {
+		workers = o.Workers
+	}
+	// A dry run reads an existing store (to count what is already done) and writes
+	// nothing.
+	if !o.DryRun || storeExists(o.Store) {
+		if store, err = OpenStore(ctx, o.Store, journal.Options{Now: env.Now, Conns: workers + 4}); err != nil {
+			if isConfigErr(err) {
+				return sum, err
+			}
 			return sum, storeErr(ctx, err)
 		}
 		defer store.Close()
@@ -240,7 +233,7 @@ func Send(ctx context.Context, c *Campaign, o SendOptions, env Env) (sum *Summar
 	if err != nil {
 		return sum, err
 	}
-	renderer, err := NewRenderer(c, cols, secret, env.Now)
+	renderer, err := NewRenderer(ctx, c, cols, secret, env.Now)
 	if err != nil {
 		return sum, err
 	}
@@ -259,7 +252,10 @@ func dryRun(ctx context.Context, src *Source, renderer *Renderer, sum *Summary) 
 			return nil
 		}
 		var ae *AttachmentError // listed by Validate; sending leaves that recipient pending
-		if _, err := renderer.Message(rc); err != nil && renderErr == nil && !errors.As(err, &ae) {
+		if _, err := renderer.Message(ctx, rc); err != nil && renderErr == nil && !errors.As(err, &ae) {
+			if ctx.Err() != nil {
+				return err // interrupted
+			}
 			renderErr = err
 		}
 		return nil
@@ -281,37 +277,55 @@ type run struct {
 	o        SendOptions
 	env      Env
 	reg      providers.Registration
-	store    *journal.Store
+	store    journal.Store
 	src      *Source
 	renderer *Renderer
 	sum      *Summary
 	start    time.Time
+	// From the store's counts (count): due to send, unknown, waiting, suppressed.
+	due, unknown, waiting, suppressed int
 }
 
 func (r *run) send(ctx context.Context) (err error) {
 	c, o, env, sum := r.c, r.o, r.env, r.sum
-	// The run begins before the list is counted, so that the count sees the journal as
-	// this run will send it: claims of a run that died are `unknown` (and counted as to
-	// send with --resend-unknown, which turns them `pending` once the user said yes).
-	runID, recovered, err := r.store.BeginRun(ctx, c.Name, false)
+	// Dead runs are settled first, so that the count sees the store as this run will
+	// send it: their claims are `pending` again, their hand-offs `unknown` (counted as
+	// to send with --resend-unknown, which turns them `pending` once the user said yes).
+	settled, err := r.store.Settle(ctx, c.Name)
 	if err != nil {
 		return storeErr(ctx, err)
 	}
-	if recovered > 0 {
-		env.warnf("%d recipient(s) were being sent when an earlier run died: now `unknown` (see `herald status --failed`; `send --resend-unknown` sends them again)", recovered)
+	host, _ := os.Hostname()
+	jr, err := r.store.BeginRun(ctx, journal.RunSpec{Campaign: c.Name, Host: host, PID: os.Getpid()})
+	var le *journal.LockedError
+	if errors.As(err, &le) {
+		return err
+	}
+	if err != nil {
+		return storeErr(ctx, err)
+	}
+	if settled.Unknown > 0 {
+		env.warnf("%d recipient(s) were being sent when an earlier run died: now `unknown` (see `herald status --failed`; `send --resend-unknown` sends them again)", settled.Unknown)
 	}
 	defer func() {
 		err = interrupted(ctx, sum, err)
+		if err != nil {
+			// A run stopped before its counts were taken (the store failed while the
+			// list was loaded, say) still adds up: what nothing else counts is pending.
+			sum.Pending = sum.rest()
+		}
 		sum.DurationMS = time.Since(r.start).Milliseconds()
-		_ = r.store.EndRun(context.WithoutCancel(ctx), runID, sum.JSON())
+		if eerr := jr.End(context.WithoutCancel(ctx), sum.JSON()); eerr != nil && err == nil {
+			err = storeErr(ctx, eerr)
+		}
 	}()
 
 	// The first pass counts (for the question, the progress bar and the summary) and
 	// renders the recipients about to be sent, so that a template that fails for a row
-	// stops the run before anything is sent; the list is streamed twice rather than held
-	// in memory.
+	// stops the run before anything is sent. It writes nothing: a "no" leaves the store
+	// as it was.
 	r.src.Warn = nil
-	plan, err := r.src.Scan(ctx, r.rehearse(o.Limit))
+	plan, err := r.src.Scan(ctx, r.rehearse(ctx, o.Limit))
 	sum.Total, sum.Skipped = plan.Total, plan.Skipped
 	if err != nil {
 		var ste *StoreError
@@ -347,16 +361,41 @@ func (r *run) send(ctx context.Context) (err error) {
 		}
 		r.src.ResendUnknown = false // they are pending now
 	}
+	// The list is loaded into the store: rows not yet there become `pending`; the
+	// workers then claim from the store, as the runs on other hosts do.
+	info, err := r.src.Load(ctx, jr, TemplateHash(c))
+	if err != nil {
+		var me *journal.MismatchError
+		if errors.As(err, &me) {
+			return &ConfigError{Err: err}
+		}
+		if isConfigErr(err) {
+			return err
+		}
+		return storeErr(ctx, err)
+	}
 	prov, err := r.open(ctx, &p)
 	if err != nil {
 		return err
 	}
 	defer prov.Close()
 
-	w := r.store.NewWriter(c.Name)
+	// The campaign's rate is a ceiling for all its live runs together: each takes an
+	// equal share, rebalanced as runs join and end. A run that joins others waits two
+	// rebalancing rounds first, so that their shares have shrunk before it sends.
+	limiter := NewLimiter(p.Rate)
+	share := &rateShare{run: jr, rate: p.Rate, limiter: limiter}
+	if n := share.update(ctx); n > 1 {
+		if !sleep(ctx, 2*shareEvery) {
+			return ctx.Err()
+		}
+	}
+	stopShare := share.start(ctx)
+	defer stopShare()
+
 	pl := &Pipeline{
-		Provider: prov, Renderer: r.renderer, Journal: w,
-		Limiter: NewLimiter(p.Rate), Workers: p.Workers, Retry: c.Retry,
+		Provider: prov, Renderer: r.renderer, Journal: jr,
+		Limiter: limiter, Workers: p.Workers, Retry: c.Retry,
 		Now: env.Now, Grace: o.Grace, Warnf: env.Warnf, Counters: &Counters{},
 	}
 	if o.Progress != nil {
@@ -364,12 +403,9 @@ func (r *run) send(ctx context.Context) (err error) {
 		defer stopProgress()
 	}
 	sendStart := time.Now()
-	runErr := pl.Run(ctx, o.Limit, func(fn func(*Recipient) error) error {
-		_, err := r.src.Scan(ctx, fn)
-		return err
-	})
-	// Closing the writer commits what is queued; the counters are final after it.
-	if err := w.Close(); err != nil {
+	runErr := pl.Run(ctx, o.Limit, r.feed(ctx, jr, o.Limit, pl.Stopped))
+	// Flushing commits what is queued; the counters are final after it.
+	if err := jr.Flush(context.WithoutCancel(ctx)); err != nil {
 		var se *StopError
 		if !errors.As(runErr, &se) {
 			runErr = storeErr(ctx, err)
@@ -379,18 +415,161 @@ func (r *run) send(ctx context.Context) (err error) {
 	sum.Failed = int(pl.Counters.Failed.Load())
 	sum.Deferred = int(pl.Counters.Deferred.Load())
 	sum.Unknown = int(pl.Counters.Unknown.Load())
-	sum.Skipped.AlreadyDone += int(pl.Counters.AlreadyDone.Load())
-	sum.Pending = sum.rest()
 	if el := time.Since(sendStart).Seconds(); el > 0 {
 		sum.RatePerS = math.Round(float64(sum.Sent)/el*10) / 10
 	}
+	if err := r.count(context.WithoutCancel(ctx)); err == nil {
+		// This run's deferred rows are among the store's waiting ones; what the other
+		// counts leave was done before this run, or by other runs.
+		sum.Skipped.Suppressed = info.Suppressed + r.suppressed
+		sum.Pending = max(r.waiting-sum.Deferred, 0)
+		sum.Skipped.AlreadyDone = 0
+		sum.Skipped.AlreadyDone = max(sum.rest()-sum.Pending, 0)
+	} else {
+		sum.Skipped.AlreadyDone += int(pl.Counters.AlreadyDone.Load())
+		sum.Pending = sum.rest()
+	}
 	return runErr
+}
+
+// claimBatch is how many recipients a run claims at a time: enough that the claim's
+// round trip is paid once per many messages, few enough that a stop leaves little
+// claimed (claims of a stopped run go back to pending at once, a dead run's within
+// seconds).
+const claimBatch = 64
+
+// othersEvery is how often a run that ran out of work looks again while other runs
+// hold claims.
+const othersEvery = 300 * time.Millisecond
+
+// feed claims batches of due recipients from the store and hands them to the pipeline,
+// until none is left, the limit is reached or the run stops.
+func (r *run) feed(ctx context.Context, jr journal.Run, limit int, stopped func() context.Context) func(fn func(*Recipient) error) error {
+	return func(fn func(*Recipient) error) error {
+		claimed := 0
+		for {
+			n := claimBatch
+			if limit >= 0 {
+				n = min(n, limit-claimed)
+				if n <= 0 {
+					return nil
+				}
+			}
+			items, err := jr.Claim(ctx, n)
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				return storeErr(ctx, err)
+			}
+			if len(items) == 0 {
+				// Nothing to claim. Other runs' claims may still come back (a run
+				// that dies leaves them): wait for them while any is out.
+				others, err := jr.Others(ctx)
+				if err != nil {
+					return storeErr(ctx, err)
+				}
+				if others == 0 {
+					return nil
+				}
+				if _, err := r.store.Settle(ctx, r.c.Name); err != nil {
+					return storeErr(ctx, err)
+				}
+				if !sleep(stopped(), othersEvery) {
+					return context.Cause(stopped())
+				}
+				continue
+			}
+			now := r.env.Now
+			if now == nil {
+				now = time.Now
+			}
+			t := now()
+			for _, it := range items {
+				rc := &Recipient{Line: it.Line, Email: it.Email, Key: it.Key, Fields: it.Fields}
+				if it.Retry {
+					rc.Entry = &journal.Entry{Key: it.Key, State: journal.Deferred, Attempts: it.Attempts, FirstAttempt: it.FirstAttempt}
+					rc.GiveUp = !it.FirstAttempt.IsZero() && t.Sub(it.FirstAttempt) > r.c.Retry.GiveUpAfter
+				}
+				if !rc.GiveUp {
+					claimed++
+				}
+				if err := fn(rc); err != nil {
+					return err
+				}
+			}
+		}
+	}
+}
+
+// count reads the store's counts for the plan and the summary: recipients due to send,
+// `unknown`, waiting (pending or deferred, sendable later) and passed by as suppressed.
+func (r *run) count(ctx context.Context) error {
+	counts, err := r.store.Counts(ctx, r.c.Name)
+	if err != nil {
+		return err
+	}
+	supp, err := r.store.PendingSuppressed(ctx, r.c.Name)
+	if err != nil {
+		return err
+	}
+	r.suppressed = supp
+	r.unknown = counts[journal.Unknown]
+	r.waiting = counts[journal.Pending] + counts[journal.Deferred] + counts[journal.Claimed] - supp
+	r.due = max(counts[journal.Pending]+counts[journal.Deferred]-supp, 0)
+	return nil
+}
+
+// shareEvery is how often a run recomputes its share of the campaign's rate.
+const shareEvery = 200 * time.Millisecond
+
+// rateShare keeps a run's limiter at the campaign's rate divided by its live runs.
+type rateShare struct {
+	run     journal.Run
+	rate    float64
+	limiter *rate.Limiter
+	live    int
+}
+
+// update sets the limiter for the current number of live runs and returns it.
+func (s *rateShare) update(ctx context.Context) int {
+	n, err := s.run.Live(ctx)
+	if err != nil || n < 1 {
+		n = 1
+	}
+	if n != s.live {
+		s.live = n
+		l := NewLimiter(s.rate / float64(n))
+		s.limiter.SetBurst(l.Burst())
+		s.limiter.SetLimit(l.Limit())
+	}
+	return n
+}
+
+// start rebalances every shareEvery until the returned func is called.
+func (s *rateShare) start(ctx context.Context) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(shareEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				s.update(ctx)
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }
 
 // rehearse is the first pass's callback: it renders the first limit recipients to send
 // (limit < 0: all) and returns a *ConfigError for the first that cannot be rendered,
 // which ends the pass; nothing has been sent then.
-func (r *run) rehearse(limit int) func(*Recipient) error {
+func (r *run) rehearse(ctx context.Context, limit int) func(*Recipient) error {
 	n := 0
 	return func(rc *Recipient) error {
 		if rc.GiveUp || (limit >= 0 && n >= limit) {
@@ -398,7 +577,10 @@ func (r *run) rehearse(limit int) func(*Recipient) error {
 		}
 		n++
 		var ae *AttachmentError // that recipient stays pending, the others go
-		if _, err := r.renderer.Message(rc); err != nil && !errors.As(err, &ae) {
+		if _, err := r.renderer.Message(ctx, rc); err != nil && !errors.As(err, &ae) {
+			if ctx.Err() != nil {
+				return err // interrupted
+			}
 			return &ConfigError{Err: fmt.Errorf("%w; nothing was sent", err)}
 		}
 		return nil

@@ -188,7 +188,7 @@ func (s *Source) Scan(ctx context.Context, fn func(*Recipient) error) (ScanResul
 			if inJournal && e.State == journal.Unknown && s.ResendUnknown {
 				e.State = journal.Pending
 			}
-			if inJournal && (e.State == journal.Sent || e.State == journal.Failed || e.State == journal.Unknown || e.State == journal.Sending) {
+			if inJournal && (e.State == journal.Sent || e.State == journal.Failed || e.State == journal.Unknown || e.State == journal.Sending || e.State == journal.Claimed) {
 				res.Skipped.AlreadyDone++
 				continue
 			}
@@ -275,4 +275,63 @@ func (s *Source) warn(line int, reason string) {
 	if s.Warn != nil {
 		s.Warn(Warning{Line: line, Reason: reason})
 	}
+}
+
+// Load reads the whole list once and loads the rows to send into the store as
+// `pending` (rows already there keep their state), in one transaction of run. Invalid
+// and duplicate rows, and those on the campaign's suppress files, are counted, not
+// loaded; the store's own suppression list is checked when a row is claimed.
+func (s *Source) Load(ctx context.Context, run journal.Run, templateHash string) (journal.ListInfo, error) {
+	var info journal.ListInfo
+	if err := s.loadSuppressFiles(); err != nil {
+		return info, err
+	}
+	f, r, err := s.open()
+	if err != nil {
+		return info, err
+	}
+	defer f.Close()
+	info.Columns = r.Columns()
+	info.TemplateHash = templateHash
+	if s.dedup == nil {
+		s.dedup = lists.NewDeduper()
+	}
+	dedup := s.dedup
+	dedup.Reset(s.expect)
+	// The rows stream into the store's load transaction: a structural error of the list
+	// loads nothing.
+	_, err = run.Load(ctx, &info, func(add func(journal.Item) error) error {
+		for {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			row, err := r.Next()
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			if err != nil {
+				return &ConfigError{Err: err}
+			}
+			info.Total++
+			if row.Invalid != "" {
+				info.Invalid++
+				s.warn(row.Line, fmt.Sprintf("invalid address %q: %s", row.Email, row.Invalid))
+				continue
+			}
+			if first, dup := dedup.Add(row.Key, row.Line); dup {
+				info.Duplicate++
+				s.warn(row.Line, fmt.Sprintf("duplicate of line %d (%s)", first, row.Email))
+				continue
+			}
+			if _, ok := s.suppressed[row.Key]; ok {
+				info.Suppressed++
+				continue
+			}
+			if err := add(journal.Item{Key: row.Key, Email: row.Email, Line: row.Line, Fields: row.Fields}); err != nil {
+				return err
+			}
+		}
+	})
+	s.expect = dedup.Len()
+	return info, err
 }

@@ -3,7 +3,6 @@ package campaign
 import (
 	"context"
 	"errors"
-	"os"
 
 	"github.com/heraldmail/herald/campaign/journal"
 )
@@ -12,8 +11,10 @@ import (
 type Status struct {
 	Campaign string `json:"campaign"`
 	// Total is the number of data rows in the list (-1 when the list cannot be read).
-	Total    int `json:"total"`
-	Pending  int `json:"pending"`
+	Total   int `json:"total"`
+	Pending int `json:"pending"`
+	// Claimed counts recipients taken by a live run, not yet handed over.
+	Claimed  int `json:"claimed"`
 	Sending  int `json:"sending"`
 	Sent     int `json:"sent"`
 	Deferred int `json:"deferred"`
@@ -23,6 +24,8 @@ type Status struct {
 	Skipped *Skipped `json:"skipped,omitempty"`
 	// LastRun is the summary of the latest run, when there was one.
 	LastRun *RunSummary `json:"last_run,omitempty"`
+	// LiveRuns are the runs sending the campaign now (on any host).
+	LiveRuns []LiveRun `json:"live_runs,omitempty"`
 	// ListError says why the list could not be read (then Total is -1 and Pending
 	// counts only recipients released back to pending).
 	ListError string `json:"list_error,omitempty"`
@@ -35,6 +38,15 @@ type RunSummary struct {
 	Started string `json:"started"`
 	Ended   string `json:"ended,omitempty"`
 	PID     int    `json:"pid"`
+}
+
+// LiveRun is a run that is sending the campaign now.
+type LiveRun struct {
+	Host    string `json:"host"`
+	PID     int    `json:"pid"`
+	Started string `json:"started"`
+	// Sent counts what the run sent so far.
+	Sent int `json:"sent"`
 }
 
 // StatusRow is one recipient that needs a look.
@@ -54,18 +66,23 @@ type StatusRow struct {
 // unknown recipients.
 func ReadStatus(ctx context.Context, c *Campaign, storePath string, rows bool, env Env) (*Status, error) {
 	st := &Status{Campaign: c.Name, Total: -1}
-	if _, err := os.Stat(storePath); err != nil {
+	if !storeExists(storePath) {
 		return st, configErr("store %s: no journal yet (nothing has been sent with it)", storePath)
 	}
-	store, err := journal.Open(ctx, storePath, journal.Options{Now: env.Now})
+	store, err := OpenStore(ctx, storePath, journal.Options{Now: env.Now})
 	if err != nil {
 		return st, err
 	}
 	defer store.Close()
+	// Dead runs are settled as any herald process that meets them does.
+	if _, err := store.Settle(ctx, c.Name); err != nil {
+		return st, err
+	}
 	counts, err := store.Counts(ctx, c.Name)
 	if err != nil {
 		return st, err
 	}
+	st.Claimed = counts[journal.Claimed]
 	st.Sending = counts[journal.Sending]
 	st.Sent = counts[journal.Sent]
 	st.Deferred = counts[journal.Deferred]
@@ -85,7 +102,28 @@ func ReadStatus(ctx context.Context, c *Campaign, storePath string, rows bool, e
 		sk := res.Skipped
 		st.Skipped = &sk
 	default:
-		st.ListError = err.Error()
+		if info, ok, ierr := store.Campaign(ctx, c.Name); ierr == nil && ok {
+			// No list here (another host loaded it): the store's record of it.
+			supp, serr := store.PendingSuppressed(ctx, c.Name)
+			if serr != nil {
+				return st, serr
+			}
+			st.Total = info.Total
+			st.Pending = counts[journal.Pending] - supp
+			done := st.Total - info.Invalid - info.Duplicate - info.Suppressed - supp - st.Pending - st.Claimed - st.Sending - st.Deferred
+			st.Skipped = &Skipped{Invalid: info.Invalid, Duplicate: info.Duplicate, Suppressed: info.Suppressed + supp,
+				AlreadyDone: max(done-st.Sent-st.Failed-st.Unknown, 0)}
+		} else {
+			st.ListError = err.Error()
+		}
+	}
+	live, err := store.LiveRuns(ctx, c.Name)
+	if err != nil {
+		return st, err
+	}
+	for _, lr := range live {
+		st.LiveRuns = append(st.LiveRuns, LiveRun{Host: lr.Host, PID: lr.PID, Sent: lr.Sent,
+			Started: lr.Started.Format("2006-01-02 15:04:05")})
 	}
 	run, ok, err := store.LastRun(ctx, c.Name)
 	if err != nil {

@@ -1,10 +1,13 @@
 package campaign
 
 import (
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // damagePage overwrites page n (1-based, 4096-byte pages) of the SQLite file at path,
@@ -61,5 +64,56 @@ func TestStatusDamagedStoreIsAnError(t *testing.T) {
 		if !strings.Contains(err.Error(), store) {
 			t.Errorf("page %d damaged: error %q does not name the store", page, err)
 		}
+	}
+}
+
+// validate on a runaway subject: the render's output bound stops it, naming the row
+// (issue 13 item 10).
+func TestValidateRunawayTemplateNamesTheRow(t *testing.T) {
+	f := newFixture(t, 3, "  kind: file\n  dir: outbox", "")
+	f.write("campaign.yaml", strings.Replace(mustRead(t, f.path), `subject: "Hi {{ .first_name }}"`,
+		`subject: '{{ if eq .first_name "Name2" }}{{ range 300000000 }}x{{ end }}{{ end }}'`, 1))
+	_, err := Validate(t.Context(), f.load(), f.store(), nil, testEnv(nil))
+	var ce *ConfigError
+	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "line 3") || !strings.Contains(err.Error(), "subject: renders more than") {
+		t.Fatalf("Validate = %v, want a ConfigError naming line 3 and the subject's size", err)
+	}
+}
+
+// validate stops promptly when interrupted in the middle of a render that loops without
+// writing, and does not speak of sends (issue 13 item 10).
+func TestValidateStopsPromptlyInALongRender(t *testing.T) {
+	f := newFixture(t, 3, "  kind: file\n  dir: outbox", "")
+	f.write("campaign.yaml", strings.Replace(mustRead(t, f.path), `subject: "Hi {{ .first_name }}"`,
+		`subject: '{{ if eq .first_name "Name2" }}{{ range 300000000 }}{{ end }}{{ end }}'`, 1))
+	ctx, cancel := context.WithCancel(t.Context())
+	type result struct {
+		err error
+		at  time.Time
+	}
+	done := make(chan result, 1)
+	go func() {
+		_, err := Validate(ctx, f.load(), f.store(), nil, testEnv(nil))
+		done <- result{err, time.Now()}
+	}()
+	// The render of the first row takes tens of seconds; stop it once it is under way
+	// (should the stop come before, the run stops between rows all the same).
+	time.Sleep(500 * time.Millisecond)
+	cancel()
+	stopped := time.Now()
+	select {
+	case r := <-done:
+		var se *StopError
+		if !errors.As(r.err, &se) || se.Reason != StopInterrupted {
+			t.Fatalf("Validate = %v, want an interrupted stop", r.err)
+		}
+		if msg := r.err.Error(); strings.Contains(msg, "in-flight") || !strings.Contains(msg, "nothing was sent") {
+			t.Errorf("stop message %q: validate sends nothing", msg)
+		}
+		if d := r.at.Sub(stopped); d > 5*time.Second {
+			t.Errorf("stopped %s after the cancel", d)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Validate still rendering 20 s after the cancel")
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/mail"
-	"os"
 	"strings"
 
 	"github.com/heraldmail/herald/campaign/journal"
@@ -70,9 +69,9 @@ func TestSend(ctx context.Context, c *Campaign, o TestSendOptions, env Env) ([]T
 	if err != nil {
 		return nil, err
 	}
-	var store *journal.Store
-	if _, err := os.Stat(o.Store); err == nil && o.Store != "" {
-		if store, err = journal.Open(ctx, o.Store, journal.Options{Now: env.Now}); err != nil {
+	var store journal.Store
+	if o.Store != "" && storeExists(o.Store) {
+		if store, err = OpenStore(ctx, o.Store, journal.Options{Now: env.Now}); err != nil {
 			return nil, err
 		}
 		defer store.Close()
@@ -86,7 +85,7 @@ func TestSend(ctx context.Context, c *Campaign, o TestSendOptions, env Env) ([]T
 	if err != nil {
 		return nil, err
 	}
-	rd, err := NewRenderer(c, cols, secret, env.Now)
+	rd, err := NewRenderer(ctx, c, cols, secret, env.Now)
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +99,7 @@ func TestSend(ctx context.Context, c *Campaign, o TestSendOptions, env Env) ([]T
 	}
 	msgs := make([]*providers.Message, len(o.To))
 	for i, to := range o.To {
-		if msgs[i], err = rd.message(rc, to, to, prefix); err != nil {
+		if msgs[i], err = rd.messageFor(ctx, rc, to, to, prefix); err != nil {
 			return nil, &ConfigError{Err: err}
 		}
 	}

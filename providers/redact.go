@@ -104,7 +104,7 @@ func (r Redactor) Error(err error) error {
 		}
 		return err
 	}
-	if !r.leaks(pe) && err == error(pe) {
+	if !r.leaks(pe) && r.String(err.Error()) == err.Error() {
 		return err
 	}
 	c := *pe

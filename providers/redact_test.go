@@ -51,6 +51,9 @@ func TestRedactorError(t *testing.T) {
 	if got := r.Error(clean); got != error(clean) {
 		t.Errorf("an error without a secret was replaced: %v", got)
 	}
+	if w := fmt.Errorf("dial: %w", clean); r.Error(w) != w {
+		t.Errorf("a wrapped error without a secret was replaced")
+	}
 	inner := fmt.Errorf("server said hunter2")
 	pe := &Error{Provider: "p", Kind: Fatal, Code: 535, Enhanced: "hunter2", Message: "auth: hunter2", Err: inner}
 	for _, err := range []error{pe, fmt.Errorf("dial: %w", pe), errors.New("plain hunter2")} {
@@ -94,5 +97,14 @@ func TestCheckEnvName(t *testing.T) {
 	s := Spec{Getenv: func(string) string { return "x" }}
 	if _, err := SecretFromEnv(s, "smtp", "password_env", "hunter2!"); err == nil || strings.Contains(err.Error(), "hunter2") {
 		t.Errorf("SecretFromEnv with a pasted secret = %v", err)
+	}
+}
+
+func BenchmarkRedactorError(b *testing.B) {
+	r := NewRedactor("herald-user", NewSecret("Tr0ub4dor&3-horse"))
+	err := &Error{Provider: "smtp", Kind: Fatal, Code: 535, Enhanced: "5.7.8", Message: "AUTH: Authentication failed for AGhlcmFsZC11c2VyAFRyMHViNGRvciYzLWhvcnNl (|herald-user|Tr0ub4dor&3-horse)"}
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = r.Error(err)
 	}
 }

@@ -18,6 +18,7 @@ package templates
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	htmltemplate "html/template"
@@ -443,6 +444,12 @@ func columnList(columns []string) string {
 // Render renders one recipient. data holds every CSV column under its header name plus
 // the built-ins Email, UnsubscribeURL and Campaign (the caller sets them; built-ins win).
 func (s *Set) Render(data map[string]string) (Rendered, error) {
+	return s.RenderContext(context.Background(), data)
+}
+
+// RenderContext is Render that stops when ctx is done (returning ctx's error) and
+// refuses output past MaxHeaderOutput or MaxBodyOutput.
+func (s *Set) RenderContext(ctx context.Context, data map[string]string) (Rendered, error) {
 	var out Rendered
 	buf := s.bufs.Get().(*bytes.Buffer)
 	defer s.bufs.Put(buf)
@@ -451,7 +458,18 @@ func (s *Set) Render(data map[string]string) (Rendered, error) {
 		Execute(io.Writer, any) error
 	}, data any) (string, error) {
 		buf.Reset()
-		if err := t.Execute(buf, data); err != nil {
+		max := MaxBodyOutput
+		if file == subjectName || file == toNameName {
+			max = MaxHeaderOutput
+		}
+		if err := t.Execute(&boundedWriter{ctx: ctx, buf: buf, max: max}, data); err != nil {
+			var tl errTooLong
+			switch {
+			case ctx.Err() != nil && errors.Is(err, ctx.Err()):
+				return "", err
+			case errors.As(err, &tl):
+				return "", &Error{File: file, Msg: tl.Error(), Err: err}
+			}
 			return "", templateError(file, err)
 		}
 		return buf.String(), nil

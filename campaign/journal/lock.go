@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,10 +42,28 @@ func (e *LockedError) Error() string {
 }
 
 // LockPath returns the lock file of campaign in the store at storePath:
-// "<store>.<first 12 hex digits of sha256(campaign)>.lock".
+// "<canonical store path>.<first 12 hex digits of sha256(campaign)>.lock". The store's
+// path is made absolute and its symbolic links resolved, so that one store file has one
+// lock however it is reached (a symlink, a relative path, "dir/../herald.db").
 func LockPath(storePath, campaign string) string {
 	sum := sha256.Sum256([]byte(campaign))
-	return storePath + "." + hex.EncodeToString(sum[:])[:12] + ".lock"
+	return CanonicalPath(storePath) + "." + hex.EncodeToString(sum[:])[:12] + ".lock"
+}
+
+// CanonicalPath returns path made absolute with every symbolic link resolved. When the
+// file does not exist yet, its folder is resolved and the name kept.
+func CanonicalPath(path string) string {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return path
+	}
+	if p, err := filepath.EvalSymlinks(abs); err == nil {
+		return p
+	}
+	if dir, err := filepath.EvalSymlinks(filepath.Dir(abs)); err == nil {
+		return filepath.Join(dir, filepath.Base(abs))
+	}
+	return abs
 }
 
 // Lock takes the exclusive run lock of campaign in the store at storePath, an flock(2)

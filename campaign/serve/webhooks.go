@@ -62,7 +62,8 @@ type WebhookConfig struct {
 	// FetchCert returns the PEM certificate at an SNS SigningCertURL (already checked to
 	// be https on an sns.<region>.amazonaws.com host). Nil: an HTTPS GET.
 	FetchCert func(ctx context.Context, url string) ([]byte, error)
-	// Logf reports what the operator must act on (an SNS subscription to confirm). Nil: dropped.
+	// Logf reports what the operator must act on (an SNS subscription to confirm) and
+	// the events of a batch that were skipped as unusable. Nil: dropped.
 	Logf func(format string, args ...any)
 }
 

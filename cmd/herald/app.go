@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"runtime/pprof"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -116,8 +117,11 @@ func exitCode(err error) int {
 }
 
 type app struct {
-	io         *IO
-	ran        bool
+	io  *IO
+	ran bool
+	// sending is set by commands that hand messages to a provider (send, schedule), so
+	// that a stop says what it waits for.
+	sending    atomic.Bool
 	cpuProfile string
 	stopProf   func()
 	registry   providers.Registry
@@ -169,11 +173,20 @@ func Main(args []string, sys *IO) (code int) {
 			case <-ctx.Done():
 				return
 			}
-			fmt.Fprintln(sys.Stderr, "\nherald: stopping: finishing the messages in flight (Ctrl-C again to quit at once)")
+			sending := a.sending.Load()
+			if sending {
+				fmt.Fprintln(sys.Stderr, "\nherald: stopping: finishing the messages in flight (Ctrl-C again to quit at once)")
+			} else {
+				fmt.Fprintln(sys.Stderr, "\nherald: stopping (Ctrl-C again to quit at once)")
+			}
 			cancel()
 			select {
 			case <-sys.Signals:
-				fmt.Fprintln(sys.Stderr, "herald: quit; the journal is consistent, re-run to resume")
+				if sending {
+					fmt.Fprintln(sys.Stderr, "herald: quit; the journal is consistent, re-run to resume")
+				} else {
+					fmt.Fprintln(sys.Stderr, "herald: quit")
+				}
 				sys.Exit(exitInterrupted)
 			case <-finished:
 			}
@@ -206,6 +219,7 @@ func (a *app) rootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "herald",
 		Short:         "Send email campaigns from a subscriber CSV and a template",
+		Version:       readBuildInfo().String(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(*cobra.Command, []string) error {
@@ -213,13 +227,15 @@ func (a *app) rootCmd() *cobra.Command {
 			return a.startProfile()
 		},
 	}
+	root.SetVersionTemplate("herald {{.Version}}\n")
 	root.PersistentFlags().StringVar(&a.cpuProfile, "cpuprofile", "", "write a CPU profile to this file (for measuring herald itself)")
 	_ = root.PersistentFlags().MarkHidden("cpuprofile")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &usageError{err: fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())}
 	})
 	root.AddCommand(a.initCmd(), a.validateCmd(), a.previewCmd(), a.sendCmd(), a.statusCmd(),
-		a.suppressCmd(), a.scheduleCmd(), a.serveCmd(), a.versionCmd())
+		a.suppressCmd(), a.scheduleCmd(), a.serveCmd(), a.storeCmd(), a.versionCmd(), a.docsCmd())
+	root.AddCommand(a.bouncesCmd(), a.dnsCmd())
 	root.InitDefaultCompletionCmd()
 	for _, c := range root.Commands() {
 		if c.Name() == "completion" {

@@ -134,7 +134,8 @@ func cliOutboxFiles(t *testing.T, cf string) int {
 	return n
 }
 
-// cliJournalRows counts the recipients of campaign "cli" in the store beside cf.
+// cliJournalRows counts the attempted recipients (not pending) of campaign "cli" in the
+// store beside cf.
 func cliJournalRows(t *testing.T, cf string) int {
 	t.Helper()
 	path := filepath.Join(filepath.Dir(cf), "herald.db")
@@ -147,7 +148,12 @@ func cliJournalRows(t *testing.T, cf string) int {
 	}
 	defer st.Close()
 	n := 0
-	if err := st.EachRow(context.Background(), "cli", nil, func(journal.Row) error { n++; return nil }); err != nil {
+	if err := st.EachRow(context.Background(), "cli", nil, func(r journal.Row) error {
+		if r.State != journal.Pending {
+			n++
+		}
+		return nil
+	}); err != nil {
 		t.Fatal(err)
 	}
 	return n
@@ -208,6 +214,10 @@ func TestExitCodeMapping(t *testing.T) {
 		{"canceled", fmt.Errorf("send: %w", context.Canceled), 130},
 		{"fatal stop", &campaign.StopError{Reason: "fatal", Err: errors.New("535 auth")}, 1},
 		{"unreachable stop", &campaign.StopError{Reason: "unreachable", Err: errors.New("refused")}, 1},
+		{"store stop", &campaign.StopError{Reason: campaign.StopStore, Err: errors.New("disk full")}, 1},
+		{"failing stop", &campaign.StopError{Reason: campaign.StopFailing, Err: errors.New("554 sender")}, 1},
+		{"dry run interrupted", &campaign.StopError{Reason: campaign.StopInterrupted, DryRun: true}, 130},
+		{"render errors", &campaign.RenderErrors{N: 1, First: []error{errors.New("line 3: x")}}, 1},
 		{"failed recipients", &exitError{code: 1}, 1},
 		{"declined", campaign.ErrDeclined, 1},
 		{"other", errors.New("disk full"), 1},

@@ -42,6 +42,7 @@ func parseSchedule(c *campaign.Campaign) (cron.Schedule, error) {
 }
 
 func (a *app) runSchedule(ctx context.Context, paths []string) error {
+	a.sending.Store(true)
 	type entry struct {
 		path  string
 		sched cron.Schedule

@@ -63,7 +63,7 @@ func (a *app) sendCmd() *cobra.Command {
 	f.IntVar(&o.workers, "workers", 0, "override the campaign's number of workers")
 	f.BoolVar(&o.yes, "yes", false, "do not ask for confirmation")
 	f.BoolVar(&o.json, "json", false, "print the summary as one JSON object on stdout")
-	f.StringVar(&o.store, "store", "", "journal file (default: HERALD_STORE, the file's store:, herald.db beside it)")
+	f.StringVar(&o.store, "store", "", "store: a file or a postgres:// URL (default: HERALD_STORE, the file's store:, herald.db beside it)")
 	f.BoolVar(&o.resendUnknown, "resend-unknown", false, "send again to recipients whose earlier outcome is unknown")
 	f.StringVar(&o.test, "test", "", "send row --row rendered to these addresses (comma-separated) through the campaign's provider; the journal is not touched")
 	f.IntVar(&o.row, "row", 1, "with --test: the data row to render (1 = the first after the header)")
@@ -125,6 +125,7 @@ func (a *app) runSend(ctx context.Context, o sendOptions) error {
 		opts.Rate = &r
 	}
 	if !o.dryRun {
+		a.sending.Store(true)
 		opts.Warn = nil // the dry run and validate list row problems; a send counts them
 		if !o.yes && a.io.StdinTTY {
 			opts.Confirm = a.confirm

@@ -44,7 +44,7 @@ func (a *app) statusCmd() *cobra.Command {
 			for _, r := range []struct {
 				name string
 				n    int
-			}{{"pending", st.Pending}, {"sending", st.Sending}, {"sent", st.Sent}, {"deferred", st.Deferred}, {"failed", st.Failed}, {"unknown", st.Unknown}} {
+			}{{"pending", st.Pending}, {"claimed", st.Claimed}, {"sending", st.Sending}, {"sent", st.Sent}, {"deferred", st.Deferred}, {"failed", st.Failed}, {"unknown", st.Unknown}} {
 				fmt.Fprintf(w, "%s\t%d\n", r.name, r.n)
 			}
 			if st.Skipped != nil {
@@ -52,6 +52,9 @@ func (a *app) statusCmd() *cobra.Command {
 			}
 			if st.LastRun != nil {
 				fmt.Fprintf(w, "last run\t%s – %s (pid %d)\n", st.LastRun.Started, orDash(st.LastRun.Ended), st.LastRun.PID)
+			}
+			for _, lr := range st.LiveRuns {
+				fmt.Fprintf(w, "live run\t%s pid %d, since %s, %d sent\n", lr.Host, lr.PID, lr.Started, lr.Sent)
 			}
 			w.Flush()
 			if failed {
@@ -74,7 +77,7 @@ func (a *app) statusCmd() *cobra.Command {
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
 	c.Flags().BoolVar(&failed, "failed", false, "list failed, deferred and unknown recipients with reasons")
-	c.Flags().StringVar(&store, "store", "", "journal file (default: the campaign's store)")
+	c.Flags().StringVar(&store, "store", "", "store: a file, or a postgres:// URL (default: the campaign's store)")
 	return c
 }
 

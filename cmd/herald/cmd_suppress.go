@@ -19,7 +19,7 @@ import (
 type storeFlags struct{ store, campaign string }
 
 func (f *storeFlags) bind(c *cobra.Command) {
-	c.PersistentFlags().StringVar(&f.store, "store", "", "store file (default: HERALD_STORE, the campaign's store with --campaign, or herald.db here)")
+	c.PersistentFlags().StringVar(&f.store, "store", "", "store file or postgres:// URL (default: HERALD_STORE, the campaign's store with --campaign, or herald.db here)")
 	c.PersistentFlags().StringVar(&f.campaign, "campaign", "", "use the store of this campaign file")
 }
 
@@ -41,12 +41,12 @@ func (a *app) storePath(f storeFlags) (string, error) {
 	return filepath.Join(".", "herald.db"), nil
 }
 
-func (a *app) openStore(ctx context.Context, f storeFlags) (*journal.Store, error) {
+func (a *app) openStore(ctx context.Context, f storeFlags) (journal.Store, error) {
 	p, err := a.storePath(f)
 	if err != nil {
 		return nil, err
 	}
-	return journal.Open(ctx, p, journal.Options{Now: a.io.Now})
+	return campaign.OpenStore(ctx, p, journal.Options{Now: a.io.Now})
 }
 
 // suppress adds list to the store's suppression list and returns how many were new.

@@ -2,12 +2,16 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-smtp"
 
@@ -175,5 +179,120 @@ func TestDropOnErrorStopsWritingAfterAnError(t *testing.T) {
 	}
 	if fw.writes != 1 {
 		t.Errorf("%d writes reached the failed writer, want 1", fw.writes)
+	}
+}
+
+// cpuTicks is the user+system CPU time of process pid in clock ticks (from /proc).
+func cpuTicks(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	u, _ := strconv.Atoi(f[11])
+	k, _ := strconv.Atoi(f[12])
+	return u + k
+}
+
+// validate on a runaway template: a subject that renders without end is refused naming
+// the row (exit 2); one that loops without writing stops promptly on SIGTERM (exit 130)
+// with a message for validate, not for a send (issue 13 item 10).
+func TestBinaryValidateRunawayTemplate(t *testing.T) {
+	cf := cliCampaign(t, 3, cliFileProvider, "")
+	data, _ := os.ReadFile(cf)
+	write := func(subject string) {
+		t.Helper()
+		out := strings.Replace(string(data), `subject: "Hello {{ .name }}"`, "subject: '"+subject+"'", 1)
+		if err := os.WriteFile(cf, []byte(out), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(`{{ if eq .name "Reader 2" }}{{ range 300000000 }}x{{ end }}{{ end }}`)
+	out, err := exec.Command(heraldBin, "validate", cf).CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "line 3") || !strings.Contains(string(out), "renders more than") {
+		t.Fatalf("validate of a runaway subject: %v\n%s\nwant exit 2 naming line 3 and the size", err, out)
+	}
+
+	write(`{{ range 300000000 }}{{ end }}`)
+	cmd := exec.Command(heraldBin, "validate", cf)
+	var stderr cliBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Once it has spent half a second of CPU it is rendering (the rest takes
+	// milliseconds) and has its signal handler.
+	waitFor(t, 30*time.Second, "validate to be rendering", func() bool { return cpuTicks(t, cmd.Process.Pid) >= 50 })
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	signalled := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if !errors.As(err, &ee) || ee.ExitCode() != 130 {
+			t.Errorf("validate after SIGTERM: %v, want exit 130", err)
+		}
+		if d := time.Since(signalled); d > 5*time.Second {
+			t.Errorf("validate took %s to stop", d)
+		}
+	case <-time.After(20 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("validate still running 20 s after SIGTERM")
+	}
+	if s := stderr.String(); strings.Contains(s, "in-flight") || strings.Contains(s, "in flight") || !strings.Contains(s, "nothing was sent") {
+		t.Errorf("stderr %q: validate sends nothing; its stop message must not speak of sends in flight", s)
+	}
+}
+
+// The store's file cannot grow mid-run (a file-size limit stands in for a full disk):
+// the summary counts as sent exactly what the journal recorded, the messages handed
+// over without a record count as unknown, the run stops with the store's error
+// (exit 1, "stopped":"store"), and a later run completes without mailing anyone twice
+// (issue 13 item 5).
+func TestBinaryStoreFullMidRun(t *testing.T) {
+	cf := cliCampaign(t, 1500, cliFileProvider, "rate: \"100000/s\"\nworkers: 4\n")
+	data, _ := os.ReadFile(cf)
+	os.WriteFile(cf, []byte(strings.Replace(string(data), `rate: "1000/s"`, "", 1)), 0o644)
+	dir := filepath.Dir(cf)
+	// bash's ulimit -f counts KiB; Go ignores SIGXFSZ, so writes past it fail with EFBIG.
+	cmd := exec.Command("bash", "-c", `ulimit -f 300 && exec "$0" "$@"`, heraldBin, "send", cf, "--yes", "--json")
+	cmd.Dir = dir
+	var stdout, stderr cliBuffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("send with the store's file limited: %v, want exit 1\n%s", err, stderr.String())
+	}
+	sum := cliSummary(t, cliRun{stdout: stdout.String()})
+	if s, _ := jsonLookup(sum, "stopped"); s != "store" {
+		t.Fatalf("stopped = %q, want store\n%s", s, stderr.String())
+	}
+	checkCountsAddUp(t, sum)
+	r := (&cliEnv{}).run(t, "status", cf, "--json")
+	st := cliSummary(t, r)
+	sent, unknown := jsonCount(t, sum, "sent"), jsonCount(t, sum, "unknown")
+	if js := jsonCount(t, st, "sent"); js != sent {
+		t.Errorf("summary says %d sent, the journal holds %d", sent, js)
+	}
+	if files := cliOutboxFiles(t, cf); files != sent+unknown {
+		t.Errorf("%d messages written; summary: %d sent + %d unknown", files, sent, unknown)
+	}
+	if sent+unknown >= 1500 {
+		t.Fatalf("the run did not stop when the store failed")
+	}
+
+	// Room again: the next run finishes; the unrecorded ones are unknown, not resent.
+	r = (&cliEnv{}).run(t, "send", cf, "--yes", "--json")
+	if r.code != 0 && r.code != 1 {
+		t.Fatalf("second run: exit %d", r.code)
+	}
+	if files := cliOutboxFiles(t, cf); files != 1500 {
+		t.Errorf("%d messages written in all, want 1500 (one each)", files)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/heraldmail/herald/campaign/journal/pgtest"
 )
 
 // heraldBin is the herald binary built once for the tests that run it as a process
@@ -23,6 +25,7 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
+	defer pgtest.StopShared()
 	heraldBin = filepath.Join(dir, "herald")
 	cmd := exec.Command("go", "build", "-o", heraldBin, ".")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
