@@ -12,6 +12,7 @@ import (
 
 	"github.com/heraldmail/herald/campaign"
 	"github.com/heraldmail/herald/campaign/journal"
+	"github.com/heraldmail/herald/campaign/logging"
 )
 
 type sendOptions struct {
@@ -112,6 +113,10 @@ func (a *app) rowWarnings() func(campaign.Warning) {
 	n := 0
 	return func(w campaign.Warning) {
 		n++
+		if a.log != nil {
+			a.log.Warn("skipped row", "line", w.Line, "reason", logging.TextWithAddresses(w.Reason))
+			return
+		}
 		if n <= 20 {
 			a.infof("  line %d: %s", w.Line, w.Reason)
 		} else if n == 21 {
