@@ -12,6 +12,7 @@ import (
 
 	"github.com/heraldmail/herald/campaign"
 	"github.com/heraldmail/herald/campaign/journal"
+	"github.com/heraldmail/herald/campaign/logging"
 )
 
 type sendOptions struct {
@@ -161,6 +162,14 @@ func (a *app) rowWarnings() func(campaign.Warning) {
 	n := 0
 	return func(w campaign.Warning) {
 		n++
+		if a.log != nil {
+			if w.Line == 0 {
+				a.log.Warn("content", "reason", logging.TextWithAddresses(w.Reason))
+			} else {
+				a.log.Warn("skipped row", "line", w.Line, "reason", logging.TextWithAddresses(w.Reason))
+			}
+			return
+		}
 		if w.Line == 0 { // about the campaign's content, not a row
 			a.infof("  %s", w.Reason)
 			return
