@@ -382,8 +382,8 @@ func (r *run) send(ctx context.Context) (err error) {
 	// The campaign's rate is a ceiling for all its live runs together: each takes an
 	// equal share, rebalanced as runs join and end. A run that joins others waits two
 	// rebalancing rounds first, so that their shares have shrunk before it sends.
-	limiter := NewLimiter(p.Rate)
-	share := &rateShare{run: jr, rate: p.Rate, limiter: limiter}
+	pacer := NewPacer(p.Rate)
+	share := &rateShare{run: jr, rate: p.Rate, pacer: pacer}
 	if n := share.update(ctx); n > 1 {
 		if !sleep(ctx, 2*shareEvery) {
 			return ctx.Err()
@@ -394,7 +394,7 @@ func (r *run) send(ctx context.Context) (err error) {
 
 	pl := &Pipeline{
 		Provider: prov, Renderer: r.renderer, Journal: jr,
-		Limiter: limiter, Workers: p.Workers, Retry: c.Retry,
+		Pacer: pacer, Workers: p.Workers, Retry: c.Retry,
 		Now: env.Now, Grace: o.Grace, Warnf: env.Warnf, Counters: &Counters{},
 	}
 	if o.Progress != nil {
@@ -522,12 +522,13 @@ func (r *run) count(ctx context.Context) error {
 // shareEvery is how often a run recomputes its share of the campaign's rate.
 const shareEvery = 200 * time.Millisecond
 
-// rateShare keeps a run's limiter at the campaign's rate divided by its live runs.
+// rateShare keeps a run's pacer's ceiling at the campaign's rate divided by its live
+// runs.
 type rateShare struct {
-	run     journal.Run
-	rate    float64
-	limiter *rate.Limiter
-	live    int
+	run   journal.Run
+	rate  float64
+	pacer *Pacer
+	live  int
 }
 
 // update sets the limiter for the current number of live runs and returns it.
@@ -538,9 +539,7 @@ func (s *rateShare) update(ctx context.Context) int {
 	}
 	if n != s.live {
 		s.live = n
-		l := NewLimiter(s.rate / float64(n))
-		s.limiter.SetBurst(l.Burst())
-		s.limiter.SetLimit(l.Limit())
+		s.pacer.SetCeiling(s.rate / float64(n))
 	}
 	return n
 }
