@@ -31,6 +31,8 @@ type Recorder interface {
 // Unknown (the message may have gone, and the store does not say so).
 type Counters struct {
 	Sent, Failed, Deferred, Unknown atomic.Int64
+	// DeferredLater counts the Deferred whose next attempt is not at once.
+	DeferredLater atomic.Int64
 	// AlreadyDone counts recipients another outcome got to first (a claim refused).
 	AlreadyDone atomic.Int64
 }
@@ -535,6 +537,9 @@ func (p *Pipeline) record(rc *Recipient, o journal.Outcome) {
 			p.Counters.Failed.Add(1)
 		case o.State == journal.Deferred:
 			p.Counters.Deferred.Add(1)
+			if o.NextAttempt.After(p.Now()) {
+				p.Counters.DeferredLater.Add(1)
+			}
 		case o.State == journal.Unknown:
 			p.Counters.Unknown.Add(1)
 		}

@@ -19,13 +19,18 @@ import (
 // Summary is the outcome of a run, printed by `send --json` (PRODUCT.md). The counts add
 // up to Total.
 type Summary struct {
-	Campaign   string  `json:"campaign"`
-	Total      int     `json:"total"`
-	Sent       int     `json:"sent"`
-	Failed     int     `json:"failed"`
-	Deferred   int     `json:"deferred"`
-	Unknown    int     `json:"unknown"`
-	Pending    int     `json:"pending"`
+	Campaign string `json:"campaign"`
+	Total    int    `json:"total"`
+	Sent     int    `json:"sent"`
+	Failed   int    `json:"failed"`
+	Deferred int    `json:"deferred"`
+	Unknown  int    `json:"unknown"`
+	Pending  int    `json:"pending"`
+	// Waiting counts deferred recipients, not deferred by this run, whose retry time
+	// has not come: a run now would not send them. FirstDue is when the first of the
+	// waiting ones (or of this run's deferred ones) is due, RFC 3339 ("" when none).
+	Waiting    int     `json:"waiting"`
+	FirstDue   string  `json:"first_due,omitempty"`
 	Skipped    Skipped `json:"skipped"`
 	DryRun     bool    `json:"dry_run"`
 	DurationMS int64   `json:"duration_ms"`
@@ -260,7 +265,8 @@ func dryRun(ctx context.Context, src *Source, renderer *Renderer, sum *Summary) 
 		return nil
 	})
 	sum.Total, sum.Skipped = res.Total, res.Skipped
-	sum.Pending = res.ToSend + res.NotDue + res.GaveUp
+	sum.Pending = res.ToSend + res.GaveUp
+	sum.Waiting = res.NotDue
 	if err != nil {
 		return err
 	}
@@ -283,6 +289,17 @@ type run struct {
 	start    time.Time
 	// From the store's counts (count): due to send, unknown, waiting, suppressed.
 	due, unknown, waiting, suppressed int
+	// notDue counts the deferred recipients not yet due (count), firstDue the first
+	// of them; deferredLater is how many of them this run deferred.
+	notDue, deferredLater int
+	firstDue              time.Time
+}
+
+func (r *run) now() time.Time {
+	if r.env.Now != nil {
+		return r.env.Now()
+	}
+	return time.Now()
 }
 
 func (r *run) send(ctx context.Context) (err error) {
@@ -338,6 +355,12 @@ func (r *run) send(ctx context.Context) (err error) {
 		toSend = o.Limit
 	}
 	if toSend == 0 && plan.GaveUp == 0 {
+		sum.Waiting = plan.NotDue
+		if plan.NotDue > 0 {
+			if _, first, err := waitingRows(ctx, r.store, c.Name, r.now(), 0); err == nil {
+				sum.FirstDue = formatDue(first, c.Location)
+			}
+		}
 		sum.Pending = sum.rest()
 		return nil
 	}
@@ -414,6 +437,7 @@ func (r *run) send(ctx context.Context) (err error) {
 	sum.Failed = int(pl.Counters.Failed.Load())
 	sum.Deferred = int(pl.Counters.Deferred.Load())
 	sum.Unknown = int(pl.Counters.Unknown.Load())
+	r.deferredLater = int(pl.Counters.DeferredLater.Load())
 	if el := time.Since(sendStart).Seconds(); el > 0 {
 		sum.RatePerS = math.Round(float64(sum.Sent)/el*10) / 10
 	}
@@ -421,7 +445,9 @@ func (r *run) send(ctx context.Context) (err error) {
 		// This run's deferred rows are among the store's waiting ones; what the other
 		// counts leave was done before this run, or by other runs.
 		sum.Skipped.Suppressed = info.Suppressed + r.suppressed
-		sum.Pending = max(r.waiting-sum.Deferred, 0)
+		sum.Waiting = max(r.notDue-r.deferredLater, 0)
+		sum.FirstDue = formatDue(r.firstDue, c.Location)
+		sum.Pending = max(r.waiting-sum.Deferred-sum.Waiting, 0)
 		sum.Skipped.AlreadyDone = 0
 		sum.Skipped.AlreadyDone = max(sum.rest()-sum.Pending, 0)
 	} else {
@@ -516,6 +542,11 @@ func (r *run) count(ctx context.Context) error {
 	r.unknown = counts[journal.Unknown]
 	r.waiting = counts[journal.Pending] + counts[journal.Deferred] + counts[journal.Claimed] - supp
 	r.due = max(counts[journal.Pending]+counts[journal.Deferred]-supp, 0)
+	if counts[journal.Deferred] > 0 {
+		if r.notDue, r.firstDue, err = waitingRows(ctx, r.store, r.c.Name, r.now(), counts[journal.Deferred]); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -634,7 +665,7 @@ func (p Plan) withETA() Plan {
 
 // rest is what the other counts leave of Total: the rows not attempted in this run.
 func (s *Summary) rest() int {
-	return s.Total - s.Sent - s.Failed - s.Deferred - s.Unknown -
+	return s.Total - s.Sent - s.Failed - s.Deferred - s.Unknown - s.Waiting -
 		s.Skipped.Invalid - s.Skipped.Duplicate - s.Skipped.Suppressed - s.Skipped.AlreadyDone
 }
 
