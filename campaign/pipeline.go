@@ -31,6 +31,8 @@ type Recorder interface {
 // Unknown (the message may have gone, and the store does not say so).
 type Counters struct {
 	Sent, Failed, Deferred, Unknown atomic.Int64
+	// ViaFallback counts the Sent that went through the fallback provider.
+	ViaFallback atomic.Int64
 	// DeferredLater counts the Deferred whose next attempt is not at once.
 	DeferredLater atomic.Int64
 	// AlreadyDone counts recipients another outcome got to first (a claim refused).
@@ -139,7 +141,9 @@ type Pipeline struct {
 	Renderer *Renderer
 	Journal  Recorder
 	// Pacer is the campaign's rate (nil: no limit).
-	Pacer   *Pacer
+	Pacer *Pacer
+	// Domains are per-domain paces beneath the campaign's rate (none: one pace).
+	Domains []DomainLimit
 	Workers int
 	Retry   Retry
 	Now     func() time.Time
@@ -154,8 +158,12 @@ type Pipeline struct {
 	stopped atomic.Pointer[context.Context]
 	failing streak
 	stop    context.CancelCauseFunc // stops the current Run
-	// send is Provider wrapped in the pacer's feedback.
-	send providers.Provider
+	// Fallback opens the provider that takes over when Provider gives a fatal error or
+	// is unreachable (nil: none). The Pipeline closes what it opened.
+	Fallback func(ctx context.Context) (providers.Provider, error)
+	sw       switchover
+	// domains routes recipients of limited domains to their gates.
+	domains *domainPaces
 
 	// The current Run's queue: work feeds the workers (new recipients and retries
 	// that are due); slots bounds the recipients between claim and outcome; inflight
@@ -176,6 +184,9 @@ type task struct {
 	// first is the recipient's first attempt; attempt counts this run's attempts.
 	first   time.Time
 	attempt int
+	// gate is the recipient's domain gate (nil: not limited); it holds one of the
+	// gate's connection slots from hand-over to outcome.
+	gate *domainGate
 	// last is the outcome of the last temporary failure, recorded when retries end.
 	last journal.Outcome
 	// conn marks the last failure as one of the connection, not of the recipient.
@@ -206,7 +217,13 @@ func (p *Pipeline) Run(ctx context.Context, limit int, feed func(fn func(*Recipi
 	if p.Pacer == nil {
 		p.Pacer = NewPacer(0)
 	}
-	p.send = &pacedProvider{Provider: p.Provider, pacer: p.Pacer, warnf: p.Warnf}
+	p.sw = switchover{active: p.Provider, open: p.Fallback, warnf: p.Warnf, onSwitch: func(fb providers.Provider) {
+		p.down.success()
+		if caps := fb.Capabilities(); caps.MaxRate > 0 && caps.MaxRate < p.Pacer.Ceiling() {
+			p.Pacer.SetCeiling(caps.MaxRate)
+		}
+	}}
+	defer p.sw.close()
 	grace := p.Grace
 	if grace == 0 {
 		grace = 30 * time.Second
@@ -226,6 +243,8 @@ func (p *Pipeline) Run(ctx context.Context, limit int, feed func(fn func(*Recipi
 
 	p.work = make(chan *task)
 	p.slots = make(chan struct{}, max(p.Workers, 1)*inFlightPerWorker)
+	p.domains = newDomainPaces(p.Domains, p.Workers, p.Warnf)
+	drainDomains := p.domains.start(stopCtx, p)
 	var wg sync.WaitGroup
 	for i := 0; i < p.Workers; i++ {
 		wg.Add(1)
@@ -248,21 +267,22 @@ func (p *Pipeline) Run(ctx context.Context, limit int, feed func(fn func(*Recipi
 		if err := p.Journal.Err(); err != nil {
 			stop(&StopError{Reason: StopStore, Err: err})
 		}
-		select {
-		case p.slots <- struct{}{}:
-		case <-stopCtx.Done():
-			return context.Cause(stopCtx)
-		}
-		p.inflight.Add(1)
-		select {
-		case p.work <- &task{rc: rc}:
+		// A recipient of a limited domain waits in its domain's queue, so that the
+		// others go on while the domain is at its ceiling.
+		if g := p.domains.gate(rc.Email); g != nil {
+			if err := g.enqueue(stopCtx, &task{rc: rc, gate: g}); err != nil {
+				return err
+			}
 			started++
 			return nil
-		case <-stopCtx.Done():
-			p.done()
+		}
+		if !p.submit(stopCtx, &task{rc: rc}) {
 			return context.Cause(stopCtx)
 		}
+		started++
+		return nil
 	})
+	drainDomains()
 	// Retries still waiting come back to the workers until each has its outcome.
 	p.inflight.Wait()
 	close(p.work)
@@ -296,10 +316,44 @@ func (p *Pipeline) Run(ctx context.Context, limit int, feed func(fn func(*Recipi
 	return nil
 }
 
+// submit hands a new task to the workers once the run holds fewer than its bound of
+// recipients; false when the run stopped first.
+func (p *Pipeline) submit(stopCtx context.Context, t *task) bool {
+	select {
+	case p.slots <- struct{}{}:
+	case <-stopCtx.Done():
+		return false
+	}
+	p.inflight.Add(1)
+	select {
+	case p.work <- t:
+		return true
+	case <-stopCtx.Done():
+		<-p.slots
+		p.inflight.Done()
+		return false
+	}
+}
+
 // done ends a task: its recipient has an outcome (or was never claimed).
-func (p *Pipeline) done() {
+func (p *Pipeline) done(t *task) {
+	if t.gate != nil {
+		<-t.gate.conns
+	}
 	<-p.slots
 	p.inflight.Done()
+}
+
+// wait waits for the campaign's pace, then for the task's domain's: the domain's is
+// the last wait before the message goes, so that its ceiling holds over any second.
+func (p *Pipeline) wait(ctx context.Context, t *task) error {
+	if err := p.Pacer.Wait(ctx); err != nil {
+		return err
+	}
+	if t.gate != nil {
+		return t.gate.pacer.Wait(ctx)
+	}
+	return nil
 }
 
 // Stopped returns a context that ends when the running Run stops (interrupted, or a
@@ -330,22 +384,54 @@ func (p *Pipeline) giveUp(ctx context.Context, stop context.CancelCauseFunc, rc 
 func (p *Pipeline) handle(stopCtx, sendCtx context.Context, stop context.CancelCauseFunc, t *task) {
 	if t.msg == nil {
 		if !p.start(stopCtx, sendCtx, stop, t) {
-			p.done()
+			p.done(t)
 			return
 		}
-	} else if err := p.Pacer.Wait(stopCtx); err != nil {
+	} else if err := p.wait(stopCtx, t); err != nil {
 		p.defer_(t, false, 0) // stopped while it waited: due again at once
-		p.done()
+		p.done(t)
 		return
 	}
+	for {
+		retry, again := p.attempt(stopCtx, sendCtx, stop, t)
+		if !again {
+			return
+		}
+		// Sent again at once through the fallback, under the same claim.
+		if retry && p.wait(stopCtx, t) != nil {
+			p.defer_(t, false, 0)
+			p.done(t)
+			return
+		}
+	}
+}
+
+// attempt sends the task once through the current provider and records its outcome,
+// or hands it to the delayed-retry queue. again says the attempt is to be made again
+// at once through the fallback (the primary failed for good or is down); it does not
+// count as an attempt. Outcomes that are the recipient's (sent, permanent, unknown) are
+// recorded before any switch is considered, so that none of them falls back.
+func (p *Pipeline) attempt(stopCtx, sendCtx context.Context, stop context.CancelCauseFunc, t *task) (retry, again bool) {
+	prov, onFallback := p.sw.current()
+	pacer := p.Pacer
+	if t.gate != nil {
+		pacer = t.gate.pacer
+	}
+	send := &pacedProvider{Provider: prov, pacer: pacer, warnf: p.Warnf}
+	if t.gate != nil {
+		send.warnf = t.gate.warnf
+	}
 	t.attempt++
-	receipt, err := p.send.Send(sendCtx, t.msg)
+	receipt, err := send.Send(sendCtx, t.msg)
 	if err == nil {
 		p.down.success()
 		p.failing.success()
+		if onFallback {
+			p.Counters.ViaFallback.Add(1)
+		}
 		p.record(t.rc, journal.Outcome{State: journal.Sent, ProviderID: receipt.MessageID})
-		p.done()
-		return
+		p.done(t)
+		return false, false
 	}
 	pe := providers.AsError(err)
 	o := journal.Outcome{Reason: err.Error()}
@@ -355,38 +441,53 @@ func (p *Pipeline) handle(stopCtx, sendCtx context.Context, stop context.CancelC
 	switch providers.KindOf(err) {
 	case providers.Permanent:
 		p.permanent(stop, t.rc, o, err)
-		p.done()
-		return
+		p.done(t)
+		return false, false
 	case providers.Unknown:
 		o.State = journal.Unknown
 		p.record(t.rc, o)
-		p.done()
-		return
+		p.done(t)
+		return false, false
 	case providers.Fatal:
+		if stopCtx.Err() == nil && p.sw.fallOver(sendCtx, onFallback, err) {
+			t.attempt--
+			return true, true
+		}
 		o.State = journal.Pending // never handed over: release the claim
 		p.record(t.rc, o)
 		stop(&StopError{Reason: StopFatal, Err: err})
-		p.done()
-		return
+		p.done(t)
+		return false, false
 	}
 	// Temporary.
 	t.last, t.conn = o, pe != nil && pe.Connection
+	if t.conn && !onFallback && stopCtx.Err() == nil {
+		if _, switched := p.sw.current(); switched {
+			t.attempt-- // a late answer of the primary: the fallback is in use now
+			return true, true
+		}
+	}
 	if p.down.failure(t.conn) {
+		if !onFallback && stopCtx.Err() == nil && p.sw.fallOver(sendCtx, false, err) {
+			t.attempt--
+			return true, true
+		}
 		stop(&StopError{Reason: StopUnreachable, Err: err})
 	}
 	wait := p.Retry.wait(t.attempt, err)
 	if t.attempt >= p.Retry.Attempts || stopCtx.Err() != nil || sendCtx.Err() != nil {
 		p.defer_(t, t.attempt >= p.Retry.Attempts, wait)
-		p.done()
-		return
+		p.done(t)
+		return false, false
 	}
 	p.later(stopCtx, t, wait)
+	return false, false
 }
 
 // start paces, claims and renders a new recipient; false when the task ended here.
 func (p *Pipeline) start(stopCtx, sendCtx context.Context, stop context.CancelCauseFunc, t *task) bool {
 	rc := t.rc
-	if err := p.Pacer.Wait(stopCtx); err != nil {
+	if err := p.wait(stopCtx, t); err != nil {
 		return false // stopped before it was claimed: it stays pending
 	}
 	// The message is rendered while the claim commits; it goes nowhere before the claim
@@ -431,14 +532,14 @@ func (p *Pipeline) later(stopCtx context.Context, t *task, wait time.Duration) {
 	go func() {
 		if !sleep(stopCtx, wait) {
 			p.defer_(t, false, 0)
-			p.done()
+			p.done(t)
 			return
 		}
 		select {
 		case p.work <- t:
 		case <-stopCtx.Done():
 			p.defer_(t, false, 0)
-			p.done()
+			p.done(t)
 		}
 	}()
 }

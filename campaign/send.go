@@ -29,12 +29,15 @@ type Summary struct {
 	// Waiting counts deferred recipients, not deferred by this run, whose retry time
 	// has not come: a run now would not send them. FirstDue is when the first of the
 	// waiting ones (or of this run's deferred ones) is due, RFC 3339 ("" when none).
-	Waiting    int     `json:"waiting"`
-	FirstDue   string  `json:"first_due,omitempty"`
-	Skipped    Skipped `json:"skipped"`
-	DryRun     bool    `json:"dry_run"`
-	DurationMS int64   `json:"duration_ms"`
-	RatePerS   float64 `json:"rate_per_s"`
+	Waiting  int     `json:"waiting"`
+	FirstDue string  `json:"first_due,omitempty"`
+	Skipped  Skipped `json:"skipped"`
+	// FallbackSent counts the sent recipients that went through the fallback provider
+	// (`fallback:`); the others of Sent went through the primary.
+	FallbackSent int     `json:"fallback_sent,omitempty"`
+	DryRun       bool    `json:"dry_run"`
+	DurationMS   int64   `json:"duration_ms"`
+	RatePerS     float64 `json:"rate_per_s"`
 	// Stopped says why the run ended early: "interrupted", "fatal", "unreachable",
 	// "store" or "failing".
 	Stopped StopReason `json:"stopped,omitempty"`
@@ -153,7 +156,10 @@ func ProviderSpec(c *Campaign, env Env) providers.Spec {
 // CheckProvider validates the provider block without connecting; with secrets it also
 // checks that the secret variables are set.
 func CheckProvider(c *Campaign, env Env, secrets bool) error {
-	_, err := checkProvider(c, env, secrets)
+	if _, err := checkProvider(c, env, secrets); err != nil {
+		return err
+	}
+	_, err := checkFallback(c, env, secrets)
 	return err
 }
 
@@ -205,6 +211,9 @@ func Send(ctx context.Context, c *Campaign, o SendOptions, env Env) (sum *Summar
 	}
 	reg, err := checkProvider(c, env, !o.DryRun)
 	if err != nil {
+		return sum, err
+	}
+	if _, err := checkFallback(c, env, !o.DryRun); err != nil {
 		return sum, err
 	}
 	var store journal.Store
@@ -293,6 +302,8 @@ type run struct {
 	// of them; deferredLater is how many of them this run deferred.
 	notDue, deferredLater int
 	firstDue              time.Time
+	// fromStart: the primary could not be opened, the fallback sends everything.
+	fromStart bool
 }
 
 func (r *run) now() time.Time {
@@ -396,7 +407,7 @@ func (r *run) send(ctx context.Context) (err error) {
 		}
 		return storeErr(ctx, err)
 	}
-	prov, err := r.open(ctx, &p)
+	prov, fallback, err := r.open(ctx, &p)
 	if err != nil {
 		return err
 	}
@@ -417,7 +428,7 @@ func (r *run) send(ctx context.Context) (err error) {
 
 	pl := &Pipeline{
 		Provider: prov, Renderer: r.renderer, Journal: jr,
-		Pacer: pacer, Workers: p.Workers, Retry: c.Retry,
+		Pacer: pacer, Domains: c.Domains, Fallback: fallback, Workers: p.Workers, Retry: c.Retry,
 		Now: env.Now, Grace: o.Grace, Warnf: env.Warnf, Counters: &Counters{},
 	}
 	if o.Progress != nil {
@@ -438,6 +449,10 @@ func (r *run) send(ctx context.Context) (err error) {
 	sum.Deferred = int(pl.Counters.Deferred.Load())
 	sum.Unknown = int(pl.Counters.Unknown.Load())
 	r.deferredLater = int(pl.Counters.DeferredLater.Load())
+	sum.FallbackSent = int(pl.Counters.ViaFallback.Load())
+	if r.fromStart {
+		sum.FallbackSent = sum.Sent
+	}
 	if el := time.Since(sendStart).Seconds(); el > 0 {
 		sum.RatePerS = math.Round(float64(sum.Sent)/el*10) / 10
 	}
@@ -630,15 +645,32 @@ func storeErr(ctx context.Context, err error) error {
 }
 
 // open opens the provider and fits the plan to what it allows: the lower of the
-// campaign's and the provider's workers and rate.
-func (r *run) open(ctx context.Context, p *Plan) (providers.Provider, error) {
-	prov, err := r.reg.Open(ctx, ProviderSpec(r.c, r.env))
-	if err != nil {
-		var pe *providers.Error
-		if errors.As(err, &pe) {
-			return nil, &StopError{Reason: StopFatal, Err: err}
+// campaign's and the provider's workers and rate. With a `fallback:` it also returns
+// the fallback's opener for the pipeline; a primary that cannot be opened (a provider
+// error: refused, unreachable) gives way to the fallback from the start.
+func (r *run) open(ctx context.Context, p *Plan) (prov providers.Provider, fallback func(context.Context) (providers.Provider, error), err error) {
+	if r.c.FallbackKind != "" {
+		freg, err := checkFallback(r.c, r.env, false)
+		if err != nil {
+			return nil, nil, err
 		}
-		return nil, &ConfigError{Err: err}
+		fallback = func(ctx context.Context) (providers.Provider, error) {
+			return freg.Open(ctx, FallbackSpec(r.c, r.env))
+		}
+	}
+	prov, err = r.reg.Open(ctx, ProviderSpec(r.c, r.env))
+	var pe *providers.Error
+	if err != nil && errors.As(err, &pe) && fallback != nil {
+		r.env.warnf("%s cannot be opened (%v): the run goes through the fallback", r.c.ProviderKind, err)
+		prov, err = fallback(ctx)
+		fallback = nil
+		r.fromStart = true
+	}
+	if err != nil {
+		if errors.As(err, &pe) {
+			return nil, nil, &StopError{Reason: StopFatal, Err: err}
+		}
+		return nil, nil, &ConfigError{Err: err}
 	}
 	caps := prov.Capabilities()
 	if caps.MaxConcurrency > 0 && caps.MaxConcurrency < p.Workers {
@@ -654,7 +686,7 @@ func (r *run) open(ctx context.Context, p *Plan) (providers.Provider, error) {
 		}
 	}
 	p.Provider = prov.Name()
-	return prov, nil
+	return prov, fallback, nil
 }
 
 // withETA returns p with its ETA at its rate.
