@@ -194,4 +194,14 @@ provider:
 	if len(viaPOP3.Failed) != 0 || viaPOP3.AlreadyRecorded < len(bad) || viaPOP3.Messages != second.Messages {
 		t.Errorf("POP3 run over the same mail: %+v (IMAP read %d messages)", viaPOP3, second.Messages)
 	}
+	// --move-to takes this run's DSNs (and only them) out of the inbox.
+	e2eBounces(t, dir, env, cf, "--imap", "imap://bounces@"+imapAddr+"/INBOX", "--move-to", "herald-done")
+	after := e2eBounces(t, dir, env, cf, "--imap", "imap://bounces@"+imapAddr+"/INBOX")
+	if after.Messages != second.Messages-len(bad) || after.AlreadyRecorded != 0 {
+		t.Errorf("after --move-to: %+v, want %d messages and none of this run's", after, second.Messages-len(bad))
+	}
+	moved := e2eBounces(t, dir, env, cf, "--imap", "imap://bounces@"+imapAddr+"/herald-done")
+	if moved.AlreadyRecorded < len(bad) {
+		t.Errorf("the moved folder: %+v, want this run's %d DSNs", moved, len(bad))
+	}
 }

@@ -145,6 +145,10 @@ func (a *app) printSummary(s *campaign.Summary, asJSON bool) {
 	if asJSON {
 		fmt.Fprintf(a.io.Stdout, "%s\n", s.JSON())
 	}
+	if a.log != nil {
+		a.logSummary(s)
+		return
+	}
 	line := fmt.Sprintf("%s: %d row(s): %d sent, %d failed, %d deferred, %d unknown, %d pending; skipped: %d invalid, %d duplicate, %d suppressed, %d already done",
 		s.Campaign, s.Total, s.Sent, s.Failed, s.Deferred, s.Unknown, s.Pending,
 		s.Skipped.Invalid, s.Skipped.Duplicate, s.Skipped.Suppressed, s.Skipped.AlreadyDone)
