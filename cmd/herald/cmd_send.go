@@ -214,6 +214,12 @@ func (a *app) printSummary(s *campaign.Summary, asJSON bool) {
 	line := fmt.Sprintf("%s: %d row(s): %d sent, %d failed, %d deferred, %d unknown, %d pending; skipped: %d invalid, %d duplicate, %d suppressed, %d already done",
 		s.Campaign, s.Total, s.Sent, s.Failed, s.Deferred, s.Unknown, s.Pending,
 		s.Skipped.Invalid, s.Skipped.Duplicate, s.Skipped.Suppressed, s.Skipped.AlreadyDone)
+	if s.Waiting > 0 {
+		line += fmt.Sprintf("; %d waiting", s.Waiting)
+	}
+	if s.FirstDue != "" {
+		line += fmt.Sprintf("; next retry due at %s", s.FirstDue)
+	}
 	if s.DryRun {
 		line = fmt.Sprintf("%s (dry run): %d row(s): %d would be sent; skipped: %d invalid, %d duplicate, %d suppressed, %d already done",
 			s.Campaign, s.Total, s.Pending, s.Skipped.Invalid, s.Skipped.Duplicate, s.Skipped.Suppressed, s.Skipped.AlreadyDone)
