@@ -141,6 +141,7 @@ func newDomainPaces(limits []DomainLimit, workers int, warnf func(string, ...any
 		conns = min(conns, max(workers-1, 1))
 		g := &domainGate{limit: l, pacer: NewPacer(l.Rate.PerSecond), conns: make(chan struct{}, conns),
 			queue: make(chan *task, domainQueue)}
+		g.pacer.SetWorkers(conns)
 		name := l.Key
 		if strings.HasSuffix(name, ".*") {
 			d.patterns = append(d.patterns, g)

@@ -217,6 +217,7 @@ func (p *Pipeline) Run(ctx context.Context, limit int, feed func(fn func(*Recipi
 	if p.Pacer == nil {
 		p.Pacer = NewPacer(0)
 	}
+	p.Pacer.SetWorkers(p.Workers)
 	p.sw = switchover{active: p.Provider, open: p.Fallback, warnf: p.Warnf, onSwitch: func(fb providers.Provider) {
 		p.down.success()
 		if caps := fb.Capabilities(); caps.MaxRate > 0 && caps.MaxRate < p.Pacer.Ceiling() {
