@@ -159,6 +159,17 @@ func newDomainPaces(limits []DomainLimit, workers int, warnf func(string, ...any
 	return d
 }
 
+// share sets each domain's ceiling to its rate divided among n live runs of the
+// campaign, as the campaign's rate is.
+func (d *domainPaces) share(n int) {
+	if d == nil {
+		return
+	}
+	for _, g := range d.all {
+		g.pacer.SetCeiling(g.limit.Rate.PerSecond / float64(max(n, 1)))
+	}
+}
+
 // domainWarnf prefixes a domain's pacing warnings with its name.
 func domainWarnf(warnf func(string, ...any), name string) func(string, ...any) {
 	if warnf == nil {

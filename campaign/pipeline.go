@@ -244,7 +244,9 @@ func (p *Pipeline) Run(ctx context.Context, limit int, feed func(fn func(*Recipi
 
 	p.work = make(chan *task)
 	p.slots = make(chan struct{}, max(p.Workers, 1)*inFlightPerWorker)
-	p.domains = newDomainPaces(p.Domains, p.Workers, p.Warnf)
+	if p.domains == nil {
+		p.domains = newDomainPaces(p.Domains, p.Workers, p.Warnf)
+	}
 	drainDomains := p.domains.start(stopCtx, p)
 	var wg sync.WaitGroup
 	for i := 0; i < p.Workers; i++ {
