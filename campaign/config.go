@@ -56,6 +56,17 @@ type File struct {
 	Store    string `yaml:"store"`
 	Schedule string `yaml:"schedule"`
 	Timezone string `yaml:"timezone"`
+
+	// Content (README "Markdown, layouts, attachments").
+	Markdown         string            `yaml:"markdown"`
+	Layout           string            `yaml:"layout"`
+	InlineCSS        *bool             `yaml:"inline_css"`
+	Attachments      []string          `yaml:"attachments"`
+	AttachmentColumn string            `yaml:"attachment_column"`
+	Inline           map[string]string `yaml:"inline"`
+	ListID           string            `yaml:"list_id"`
+	FeedbackID       string            `yaml:"feedback_id"`
+
 	// Domains paces recipient domains beneath the campaign's rate (domains.go).
 	Domains map[string]domainSpec `yaml:"domains"`
 	// Fallback is a second provider block, used when the first fails (fallback.go).
@@ -107,6 +118,20 @@ type Campaign struct {
 	StoreFile string
 	Schedule  string
 	Location  *time.Location
+
+	// MarkdownFile and LayoutFile are absolute paths ("" when absent).
+	MarkdownFile, LayoutFile string
+	// InlineCSS is the inline_css key: nil when not set (on when the HTML has a <style>).
+	InlineCSS *bool
+	// Attachments are the files sent to everyone (absolute paths).
+	Attachments []string
+	// AttachmentColumn is the list column holding each recipient's file ("" when none).
+	AttachmentColumn string
+	// Inline maps content ids to image files (absolute paths).
+	Inline map[string]string
+	// ListID is the List-Id header value; FeedbackID the Feedback-ID ("" when none).
+	ListID, FeedbackID string
+
 	// Domains are the per-domain paces (none: the campaign's rate alone).
 	Domains []DomainLimit
 	// FallbackKind and FallbackNode are the fallback provider block ("" and nil when
@@ -209,10 +234,16 @@ func Parse(path string, data []byte, now time.Time) (*Campaign, error) {
 		return nil, bad("subject", "required")
 	}
 	c.Subject = f.Subject
-	if f.HTML == "" && f.Text == "" {
-		return nil, bad("html", "a body is required: set html, text or both")
+	if f.HTML == "" && f.Text == "" && f.Markdown == "" {
+		return nil, bad("html", "a body is required: set markdown, or html, text or both")
+	}
+	if f.Markdown != "" && (f.HTML != "" || f.Text != "") {
+		return nil, bad("markdown", "replaces html and text (both parts come from it): remove html/text or markdown")
 	}
 	c.HTMLFile, c.TextFile = rel(f.HTML), rel(f.Text)
+	if err := c.parseContent(&f, path, rel); err != nil {
+		return nil, err
+	}
 	if f.List == "" {
 		return nil, bad("list", "required")
 	}

@@ -265,7 +265,8 @@ func dryRun(ctx context.Context, src *Source, renderer *Renderer, sum *Summary) 
 		if rc.GiveUp {
 			return nil
 		}
-		if _, err := renderer.Message(ctx, rc); err != nil && renderErr == nil {
+		var ae *AttachmentError // listed by Validate; sending leaves that recipient pending
+		if _, err := renderer.Message(ctx, rc); err != nil && renderErr == nil && !errors.As(err, &ae) {
 			if ctx.Err() != nil {
 				return err // interrupted
 			}
@@ -625,7 +626,8 @@ func (r *run) rehearse(ctx context.Context, limit int) func(*Recipient) error {
 			return nil
 		}
 		n++
-		if _, err := r.renderer.Message(ctx, rc); err != nil {
+		var ae *AttachmentError // that recipient stays pending, the others go
+		if _, err := r.renderer.Message(ctx, rc); err != nil && !errors.As(err, &ae) {
 			if ctx.Err() != nil {
 				return err // interrupted
 			}

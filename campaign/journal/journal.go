@@ -126,6 +126,9 @@ type Store interface {
 	// EachRow walks the recipients in one of states (all when empty) in list order.
 	EachRow(ctx context.Context, campaign string, states []State, fn func(Row) error) error
 
+	// Bouncer records what arrives after a run: bounces by mail, complaints.
+	Bouncer
+
 	// Export walks everything the store holds, for `herald store copy`.
 	Export(ctx context.Context, fn func(Record) error) error
 	// Import writes records from Export into this store in one transaction; rows of a

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"regexp"
 	"strings"
 )
 
@@ -39,6 +40,19 @@ type Address string
 type TextWithAddress struct {
 	Text    string
 	Address string
+}
+
+// TextWithAddresses is a text that may name addresses it does not say apart (a list row's
+// warning: `duplicate of line 3 (jane@example.org)`): logged as is where addresses are
+// logged in full, else with every word that holds an '@' replaced by its Hash.
+type TextWithAddresses string
+
+// addressLike is a word with an '@', without the quotes, brackets or parentheses around it.
+var addressLike = regexp.MustCompile(`[^\s"'<>()\[\],;]*@[^\s"'<>()\[\],;]*`)
+
+// hideAll replaces every address-like word of text by its hash.
+func hideAll(text string) string {
+	return addressLike.ReplaceAllStringFunc(text, Hash)
 }
 
 // hide replaces addr in text, ignoring case, by its hash.
@@ -89,6 +103,12 @@ func New(w io.Writer, o Options) (*slog.Logger, error) {
 					a.Value = slog.StringValue(string(v))
 				} else {
 					a.Value = slog.StringValue(Hash(string(v)))
+				}
+			case TextWithAddresses:
+				if full {
+					a.Value = slog.StringValue(string(v))
+				} else {
+					a.Value = slog.StringValue(hideAll(string(v)))
 				}
 			case TextWithAddress:
 				if full {

@@ -50,6 +50,20 @@ func TestJSONLinesCarryTheDocumentedFields(t *testing.T) {
 	}
 }
 
+func TestTextWithAddresses(t *testing.T) {
+	var buf bytes.Buffer
+	log, _ := New(&buf, Options{Format: "json", Level: slog.LevelInfo})
+	log.Warn("skipped row", "reason", TextWithAddresses(`duplicate of line 3 (Jane@Example.org); invalid address "x@"`))
+	var m map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &m); err != nil {
+		t.Fatal(err)
+	}
+	want := "duplicate of line 3 (" + Hash("jane@example.org") + `); invalid address "` + Hash("x@") + `"`
+	if m["reason"] != want {
+		t.Errorf("reason %q, want %q", m["reason"], want)
+	}
+}
+
 func TestAddressesInFull(t *testing.T) {
 	for _, o := range []Options{
 		{Format: "text", Level: slog.LevelDebug},

@@ -88,7 +88,7 @@ func (a *app) runBounces(ctx context.Context, o bouncesOptions) error {
 	if _, err := os.Stat(storePath); err != nil && !journal.IsURL(storePath) {
 		return &usageError{err: fmt.Errorf("bounces: store %s: %w (nothing was sent from it)", storePath, err)}
 	}
-	st, err := journal.Open(ctx, storePath, journal.Options{Now: a.io.Now})
+	st, err := campaign.OpenStore(ctx, storePath, journal.Options{Now: a.io.Now})
 	if err != nil {
 		return err
 	}

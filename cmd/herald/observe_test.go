@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -149,6 +151,14 @@ func TestJSONLogs(t *testing.T) {
 		},
 	})
 	cf := cliCampaign(t, 5, cliSMTPProvider(srv, "  username: herald\n  password_env: RELAY_PW\n"), "")
+	// A duplicate and an invalid row: their warnings name the addresses.
+	list := filepath.Join(filepath.Dir(cf), "list.csv")
+	f, err := os.OpenFile(list, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "R1@example.org,Again\nnobody@@example.org,Bad\n")
+	f.Close()
 	e := &cliEnv{env: map[string]string{"RELAY_PW": password}}
 	r := e.run(t, "send", cf, "--yes", "--log-format", "json")
 	if r.code != 1 {
@@ -184,10 +194,10 @@ func TestJSONLogs(t *testing.T) {
 	}
 	if done == nil || done["sent"] != 4.0 || done["failed"] != 1.0 || done["level"] != "WARN" {
 		t.Errorf("run finished: %v", done)
-	} else if sk, ok := done["skipped"].(map[string]any); !ok || sk["already_done"] != 0.0 {
+	} else if sk, ok := done["skipped"].(map[string]any); !ok || sk["duplicate"] != 1.0 || sk["invalid"] != 1.0 {
 		t.Errorf("run finished: skipped %v", done["skipped"])
 	}
-	if strings.Contains(r.stderr, "@example.org") {
+	if strings.Contains(r.stderr, "@example.org") || strings.Contains(r.stderr, "nobody") {
 		t.Errorf("an address in full at info level:\n%s", r.stderr)
 	}
 	if strings.Contains(r.stderr, password) {
@@ -195,6 +205,13 @@ func TestJSONLogs(t *testing.T) {
 	}
 	if srv.Auths() == 0 {
 		t.Errorf("the relay saw no AUTH: the password was not used")
+	}
+
+	// A dry run lists the skipped rows, whose reasons name addresses: hashed too.
+	r = e.run(t, "send", cf, "--dry-run", "--log-format", "json")
+	if r.code != 0 || !strings.Contains(r.stderr, `"msg":"skipped row","line":7,"reason":"duplicate of line 2 (sha256:`) ||
+		strings.Contains(r.stderr, "@example.org") || strings.Contains(r.stderr, "nobody") {
+		t.Errorf("dry run: exit %d, want 0 and skipped rows with hashed addresses:\n%s", r.code, r.stderr)
 	}
 
 	// At debug level the address is there in full.
