@@ -248,6 +248,7 @@ func (p *Pipeline) Run(ctx context.Context, limit int, feed func(fn func(*Recipi
 		p.domains = newDomainPaces(p.Domains, p.Workers, p.Warnf)
 	}
 	drainDomains := p.domains.start(stopCtx, p)
+	defer func() { p.domains = nil }() // its queues are closed: a next Run builds its own
 	var wg sync.WaitGroup
 	for i := 0; i < p.Workers; i++ {
 		wg.Add(1)
