@@ -312,3 +312,68 @@ func TestPacingRecoversAtTenPerSecond(t *testing.T) {
 		t.Logf("back at 10/s %s after the start; %d cut(s); 100 sent in %s", recovered.Sub(start), w.count("rate lowered"), time.Since(start))
 	})
 }
+
+// The decorator alone: a provider's throttling answer steers the pacer, its other
+// answers pass through untouched.
+func TestPacedProviderSteersThePacer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var answer error
+		prov := &fakeProvider{answer: func(*providers.Message) error { return answer }}
+		pacer := NewPacer(10)
+		var w warnings
+		pp := &pacedProvider{Provider: prov, pacer: pacer, warnf: w.warnf}
+		msg := &providers.Message{To: "a@example.org"}
+
+		answer = &providers.Error{Provider: "fake", Kind: providers.Temporary, Code: 451, Message: "greylisted"}
+		if _, err := pp.Send(t.Context(), msg); err != answer || pacer.Rate() != 10 {
+			t.Fatalf("a plain temporary answer: %v, rate %v", err, pacer.Rate())
+		}
+		answer = throttled(0)
+		if _, err := pp.Send(t.Context(), msg); err != answer || pacer.Rate() != 5 {
+			t.Fatalf("a throttling answer: %v, rate %v", err, pacer.Rate())
+		}
+		answer = nil
+		time.Sleep(minEpisode)
+		for i := 0; i < 20; i++ {
+			if _, err := pp.Send(t.Context(), msg); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if pacer.Rate() != 10 || w.count("lowered") != 1 || w.count("back at 10/s") != 1 {
+			t.Fatalf("rate %v; warnings %q", pacer.Rate(), w.list)
+		}
+	})
+}
+
+func TestRetryWait(t *testing.T) {
+	r := Retry{Attempts: 5, Backoff: time.Second, MaxBackoff: 8 * time.Second}
+	plain := &providers.Error{Provider: "fake", Kind: providers.Temporary, Code: 451}
+	for attempt, want := range map[int]time.Duration{1: time.Second, 2: 2 * time.Second, 4: 8 * time.Second, 9: 8 * time.Second} {
+		if d := r.wait(attempt, plain); d < want/2 || d > want {
+			t.Errorf("wait after attempt %d = %s, want between %s and %s", attempt, d, want/2, want)
+		}
+	}
+	if d := r.wait(1, throttled(30*time.Second)); d != 30*time.Second {
+		t.Errorf("wait with a retry-after of 30s = %s", d)
+	}
+}
+
+func TestOutageCountsConnectionFailuresInARow(t *testing.T) {
+	var o outage
+	for i := 1; i < unreachableAfter; i++ {
+		if o.failure(true) {
+			t.Fatalf("down after %d connection failures", i)
+		}
+	}
+	o.failure(false) // an answer from the server: it is up
+	for i := 1; i < unreachableAfter; i++ {
+		o.failure(true)
+	}
+	o.success()
+	for i := 1; i < unreachableAfter; i++ {
+		o.failure(true)
+	}
+	if !o.failure(true) {
+		t.Fatalf("not down after %d connection failures in a row", unreachableAfter)
+	}
+}
