@@ -141,6 +141,7 @@ func newDomainPaces(limits []DomainLimit, workers int, warnf func(string, ...any
 		conns = min(conns, max(workers-1, 1))
 		g := &domainGate{limit: l, pacer: NewPacer(l.Rate.PerSecond), conns: make(chan struct{}, conns),
 			queue: make(chan *task, domainQueue)}
+		g.pacer.SetWorkers(conns)
 		name := l.Key
 		if strings.HasSuffix(name, ".*") {
 			d.patterns = append(d.patterns, g)
@@ -156,6 +157,17 @@ func newDomainPaces(limits []DomainLimit, workers int, warnf func(string, ...any
 		d.all = append(d.all, g)
 	}
 	return d
+}
+
+// share sets each domain's ceiling to its rate divided among n live runs of the
+// campaign, as the campaign's rate is.
+func (d *domainPaces) share(n int) {
+	if d == nil {
+		return
+	}
+	for _, g := range d.all {
+		g.pacer.SetCeiling(g.limit.Rate.PerSecond / float64(max(n, 1)))
+	}
 }
 
 // domainWarnf prefixes a domain's pacing warnings with its name.

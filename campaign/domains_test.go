@@ -198,6 +198,11 @@ func TestParseDomains(t *testing.T) {
 			t.Errorf("gate(%s) = %q, want %q", tc.email, got, tc.want)
 		}
 	}
+	// Two live runs of the campaign share a domain's rate as they share the campaign's.
+	d.share(2)
+	if c := d.gate("a@gmail.com").pacer.Ceiling(); c != 10 {
+		t.Errorf("gmail's ceiling with two runs: %v, want 10", c)
+	}
 }
 
 // End to end through the campaign file and an SMTP relay: gmail.com at 10/s, the rest

@@ -20,15 +20,29 @@ const recoverStep = 1.05
 // other workers' sends in flight when the first came) cut the rate once.
 const minEpisode = time.Second
 
+// episode is how long a throttling episode that cut the rate to perSecond lasts: the
+// longest of a second, the provider's retry-after, and one round of the workers at the
+// new rate (each worker's next message is still the same episode's: the answers of
+// the workers' first messages cut the rate once, not once per worker).
+func episode(perSecond float64, workers int, retryAfter time.Duration) time.Duration {
+	d := max(minEpisode, retryAfter)
+	if perSecond > 0 && workers > 1 {
+		d = max(d, time.Duration(float64(workers)/perSecond*float64(time.Second)))
+	}
+	return d
+}
+
 // Pacer is the rate at which a run sends: a ceiling over any one-second window (the
 // limiter of NewLimiter), lowered when the provider throttles and raised again when its
 // answers are good. It cuts the rate in half at most once per throttling episode (the
-// longer of a second and the provider's retry-after), holds every send until a
-// retry-after has passed, and after the episode raises the rate by 5% per success up
-// to the ceiling (rclone's pacer: attack and decay). It is safe for concurrent use.
+// longest of a second, the provider's retry-after and one round of the workers at the
+// lowered rate), holds every send until a retry-after has passed, and after the
+// episode raises the rate by 5% per success up to the ceiling (rclone's pacer: attack
+// and decay). It is safe for concurrent use.
 type Pacer struct {
 	limiter *rate.Limiter
 	now     func() time.Time
+	workers int
 
 	mu         sync.Mutex
 	ceiling    float64
@@ -54,6 +68,13 @@ func (p *Pacer) apply() {
 	l := NewLimiter(p.cur)
 	p.limiter.SetBurst(l.Burst())
 	p.limiter.SetLimit(l.Limit())
+}
+
+// SetWorkers says how many workers send at this pace (1 when never set).
+func (p *Pacer) SetWorkers(n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.workers = n
 }
 
 // Rate is the current rate in messages per second.
@@ -103,9 +124,9 @@ func (p *Pacer) Wait(ctx context.Context) error {
 }
 
 // Throttled notes a throttling answer. The first of an episode halves the rate (not
-// below one message a minute) and starts an episode of the longer of a second and
-// retryAfter; a retryAfter also holds every send until it has passed. It reports
-// whether the rate was cut, and the rate.
+// below one message a minute) and starts an episode (see episode); a retryAfter also
+// holds every send until it has passed. It reports whether the rate was cut, and the
+// rate.
 func (p *Pacer) Throttled(retryAfter time.Duration) (cut bool, now float64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -121,11 +142,12 @@ func (p *Pacer) Throttled(retryAfter time.Duration) (cut bool, now float64) {
 		}
 		return false, p.cur
 	}
-	p.episodeEnd = t.Add(max(minEpisode, retryAfter))
 	if p.cur <= 0 || p.cur > float64(rate.Inf) {
+		p.episodeEnd = t.Add(max(minEpisode, retryAfter))
 		return false, p.cur // no ceiling: nothing to lower
 	}
 	next := max(p.cur/2, slowest)
+	p.episodeEnd = t.Add(episode(next, p.workers, retryAfter))
 	if next >= p.cur {
 		return false, p.cur
 	}

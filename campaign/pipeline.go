@@ -217,6 +217,7 @@ func (p *Pipeline) Run(ctx context.Context, limit int, feed func(fn func(*Recipi
 	if p.Pacer == nil {
 		p.Pacer = NewPacer(0)
 	}
+	p.Pacer.SetWorkers(p.Workers)
 	p.sw = switchover{active: p.Provider, open: p.Fallback, warnf: p.Warnf, onSwitch: func(fb providers.Provider) {
 		p.down.success()
 		if caps := fb.Capabilities(); caps.MaxRate > 0 && caps.MaxRate < p.Pacer.Ceiling() {
@@ -243,8 +244,11 @@ func (p *Pipeline) Run(ctx context.Context, limit int, feed func(fn func(*Recipi
 
 	p.work = make(chan *task)
 	p.slots = make(chan struct{}, max(p.Workers, 1)*inFlightPerWorker)
-	p.domains = newDomainPaces(p.Domains, p.Workers, p.Warnf)
+	if p.domains == nil {
+		p.domains = newDomainPaces(p.Domains, p.Workers, p.Warnf)
+	}
 	drainDomains := p.domains.start(stopCtx, p)
+	defer func() { p.domains = nil }() // its queues are closed: a next Run builds its own
 	var wg sync.WaitGroup
 	for i := 0; i < p.Workers; i++ {
 		wg.Add(1)

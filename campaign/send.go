@@ -447,7 +447,8 @@ func (r *run) send(ctx context.Context) (err error) {
 	// equal share, rebalanced as runs join and end. A run that joins others waits two
 	// rebalancing rounds first, so that their shares have shrunk before it sends.
 	pacer := NewPacer(p.Rate)
-	share := &rateShare{run: jr, rate: p.Rate, pacer: pacer}
+	domains := newDomainPaces(c.Domains, p.Workers, env.Warnf)
+	share := &rateShare{run: jr, rate: p.Rate, pacer: pacer, domains: domains}
 	if n := share.update(ctx); n > 1 {
 		if !sleep(ctx, 2*shareEvery) {
 			return ctx.Err()
@@ -460,6 +461,7 @@ func (r *run) send(ctx context.Context) (err error) {
 		Provider: prov, Renderer: r.renderer, Journal: jr,
 		Pacer: pacer, Domains: c.Domains, Fallback: fallback, Workers: p.Workers, Retry: c.Retry,
 		Now: env.Now, Grace: o.Grace, Warnf: env.Warnf, Counters: &Counters{},
+		domains: domains,
 	}
 	if o.Progress != nil {
 		stopProgress := o.Progress(p.withETA(), pl.Counters)
@@ -621,7 +623,9 @@ type rateShare struct {
 	run   journal.Run
 	rate  float64
 	pacer *Pacer
-	live  int
+	// domains get their share of their own rates too.
+	domains *domainPaces
+	live    int
 }
 
 // update sets the limiter for the current number of live runs and returns it.
@@ -633,6 +637,7 @@ func (s *rateShare) update(ctx context.Context) int {
 	if n != s.live {
 		s.live = n
 		s.pacer.SetCeiling(s.rate / float64(n))
+		s.domains.share(n)
 	}
 	return n
 }
