@@ -56,6 +56,8 @@ type File struct {
 	Store    string `yaml:"store"`
 	Schedule string `yaml:"schedule"`
 	Timezone string `yaml:"timezone"`
+	// Policy: window, recipient_timezone, not_after, warmup, pause_if.
+	Policy PolicyFile `yaml:",inline"`
 }
 
 // Retry is the retry policy of a campaign.
@@ -103,6 +105,8 @@ type Campaign struct {
 	StoreFile string
 	Schedule  string
 	Location  *time.Location
+	// Policy is the sending policy (window, expiry, warm-up, pause).
+	Policy Policy
 }
 
 // ConfigError is a problem with the campaign file, a template or the list: nothing was sent.
@@ -299,6 +303,9 @@ func Parse(path string, data []byte, now time.Time) (*Campaign, error) {
 		c.StoreFile = f.Store // a database, not a path beside the file
 	}
 	c.Schedule = strings.TrimSpace(f.Schedule)
+	if err := c.parsePolicy(&f.Policy, bad); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 

@@ -19,12 +19,14 @@ import (
 // Summary is the outcome of a run, printed by `send --json` (PRODUCT.md). The counts add
 // up to Total.
 type Summary struct {
-	Campaign   string  `json:"campaign"`
-	Total      int     `json:"total"`
-	Sent       int     `json:"sent"`
-	Failed     int     `json:"failed"`
-	Deferred   int     `json:"deferred"`
-	Unknown    int     `json:"unknown"`
+	Campaign string `json:"campaign"`
+	Total    int    `json:"total"`
+	Sent     int    `json:"sent"`
+	Failed   int    `json:"failed"`
+	Deferred int    `json:"deferred"`
+	Unknown  int    `json:"unknown"`
+	// Expired counts recipients not sent before not_after (never sent).
+	Expired    int     `json:"expired"`
 	Pending    int     `json:"pending"`
 	Skipped    Skipped `json:"skipped"`
 	DryRun     bool    `json:"dry_run"`
@@ -36,6 +38,12 @@ type Summary struct {
 	// Error is the message of the error that stopped the run, or that says which
 	// recipients could not be rendered (they stay pending).
 	Error string `json:"error,omitempty"`
+	// Policy says why the sending policy held the rest back (a closed window, the
+	// warm-up cap, not_after), NextAt when the run can go on (RFC 3339), Pause the
+	// figures of a pause_if stop.
+	Policy string        `json:"policy,omitempty"`
+	NextAt string        `json:"next_at,omitempty"`
+	Pause  *PauseFigures `json:"pause,omitempty"`
 }
 
 // JSON renders the summary as one line of JSON.
@@ -90,6 +98,8 @@ type SendOptions struct {
 	// Store is the journal file.
 	Store         string
 	ResendUnknown bool
+	// ResumePaused lifts a pause_if pause and restarts its count.
+	ResumePaused bool
 	// Confirm is asked once with the plan before anything is sent (nil: no question).
 	Confirm func(Plan) bool
 	// Progress starts reporting the run's counters; the returned func stops it.
@@ -281,8 +291,10 @@ type run struct {
 	renderer *Renderer
 	sum      *Summary
 	start    time.Time
-	// From the store's counts (count): due to send, unknown, waiting, suppressed.
-	due, unknown, waiting, suppressed int
+	// From the store's counts (count): due to send, unknown, waiting, suppressed, expired.
+	due, unknown, waiting, suppressed, expired int
+	// gate is the sending policy's say on what may go now.
+	gate *gate
 }
 
 func (r *run) send(ctx context.Context) (err error) {
@@ -333,11 +345,15 @@ func (r *run) send(ctx context.Context) (err error) {
 		}
 		return err
 	}
+	if held, err := r.policy(ctx, jr); held || err != nil {
+		return err
+	}
 	toSend := plan.ToSend
 	if o.Limit >= 0 && o.Limit < toSend {
 		toSend = o.Limit
 	}
 	if toSend == 0 && plan.GaveUp == 0 {
+		r.splitExpired(ctx)
 		sum.Pending = sum.rest()
 		return nil
 	}
@@ -397,6 +413,7 @@ func (r *run) send(ctx context.Context) (err error) {
 		Limiter: limiter, Workers: p.Workers, Retry: c.Retry,
 		Now: env.Now, Grace: o.Grace, Warnf: env.Warnf, Counters: &Counters{},
 	}
+	r.gate.counters = pl.Counters
 	if o.Progress != nil {
 		stopProgress := o.Progress(p.withETA(), pl.Counters)
 		defer stopProgress()
@@ -414,6 +431,7 @@ func (r *run) send(ctx context.Context) (err error) {
 	sum.Failed = int(pl.Counters.Failed.Load())
 	sum.Deferred = int(pl.Counters.Deferred.Load())
 	sum.Unknown = int(pl.Counters.Unknown.Load())
+	runErr = r.afterPolicy(ctx, jr, runErr)
 	if el := time.Since(sendStart).Seconds(); el > 0 {
 		sum.RatePerS = math.Round(float64(sum.Sent)/el*10) / 10
 	}
@@ -422,6 +440,7 @@ func (r *run) send(ctx context.Context) (err error) {
 		// counts leave was done before this run, or by other runs.
 		sum.Skipped.Suppressed = info.Suppressed + r.suppressed
 		sum.Pending = max(r.waiting-sum.Deferred, 0)
+		sum.Expired = r.expired
 		sum.Skipped.AlreadyDone = 0
 		sum.Skipped.AlreadyDone = max(sum.rest()-sum.Pending, 0)
 	} else {
@@ -444,7 +463,7 @@ const othersEvery = 300 * time.Millisecond
 // feed claims batches of due recipients from the store and hands them to the pipeline,
 // until none is left, the limit is reached or the run stops.
 func (r *run) feed(ctx context.Context, jr journal.Run, limit int, stopped func() context.Context) func(fn func(*Recipient) error) error {
-	return func(fn func(*Recipient) error) error {
+	return func(fn func(*Recipient) error) (err error) {
 		claimed := 0
 		for {
 			n := claimBatch
@@ -453,6 +472,9 @@ func (r *run) feed(ctx context.Context, jr journal.Run, limit int, stopped func(
 				if n <= 0 {
 					return nil
 				}
+			}
+			if n, err = r.gate.claimable(ctx, n); n == 0 || err != nil {
+				return err // the policy holds the rest back
 			}
 			items, err := jr.Claim(ctx, n)
 			if err != nil {
@@ -484,11 +506,18 @@ func (r *run) feed(ctx context.Context, jr journal.Run, limit int, stopped func(
 				now = time.Now
 			}
 			t := now()
+			items = r.gate.admitItems(ctx, n, items)
 			for _, it := range items {
+				if err := r.gate.check(ctx); err != nil {
+					return err
+				}
 				rc := &Recipient{Line: it.Line, Email: it.Email, Key: it.Key, Fields: it.Fields}
 				if it.Retry {
 					rc.Entry = &journal.Entry{Key: it.Key, State: journal.Deferred, Attempts: it.Attempts, FirstAttempt: it.FirstAttempt}
 					rc.GiveUp = !it.FirstAttempt.IsZero() && t.Sub(it.FirstAttempt) > r.c.Retry.GiveUpAfter
+					if rc.GiveUp {
+						r.gate.giveUps++
+					}
 				}
 				if !rc.GiveUp {
 					claimed++
@@ -514,6 +543,7 @@ func (r *run) count(ctx context.Context) error {
 	}
 	r.suppressed = supp
 	r.unknown = counts[journal.Unknown]
+	r.expired = counts[journal.Expired]
 	r.waiting = counts[journal.Pending] + counts[journal.Deferred] + counts[journal.Claimed] - supp
 	r.due = max(counts[journal.Pending]+counts[journal.Deferred]-supp, 0)
 	return nil
@@ -635,7 +665,7 @@ func (p Plan) withETA() Plan {
 
 // rest is what the other counts leave of Total: the rows not attempted in this run.
 func (s *Summary) rest() int {
-	return s.Total - s.Sent - s.Failed - s.Deferred - s.Unknown -
+	return s.Total - s.Sent - s.Failed - s.Deferred - s.Unknown - s.Expired -
 		s.Skipped.Invalid - s.Skipped.Duplicate - s.Skipped.Suppressed - s.Skipped.AlreadyDone
 }
 

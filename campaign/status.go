@@ -20,6 +20,8 @@ type Status struct {
 	Deferred int `json:"deferred"`
 	Failed   int `json:"failed"`
 	Unknown  int `json:"unknown"`
+	// Expired counts recipients not sent before not_after.
+	Expired int `json:"expired"`
 	// Skipped counts the list rows that will not be sent.
 	Skipped *Skipped `json:"skipped,omitempty"`
 	// LastRun is the summary of the latest run, when there was one.
@@ -88,6 +90,7 @@ func ReadStatus(ctx context.Context, c *Campaign, storePath string, rows bool, e
 	st.Deferred = counts[journal.Deferred]
 	st.Failed = counts[journal.Failed]
 	st.Unknown = counts[journal.Unknown]
+	st.Expired = counts[journal.Expired]
 	st.Pending = counts[journal.Pending]
 	src := &Source{Campaign: c, Journal: store, Now: env.Now}
 	res, err := src.Scan(ctx, func(*Recipient) error { return nil })

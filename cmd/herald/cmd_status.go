@@ -44,7 +44,7 @@ func (a *app) statusCmd() *cobra.Command {
 			for _, r := range []struct {
 				name string
 				n    int
-			}{{"pending", st.Pending}, {"claimed", st.Claimed}, {"sending", st.Sending}, {"sent", st.Sent}, {"deferred", st.Deferred}, {"failed", st.Failed}, {"unknown", st.Unknown}} {
+			}{{"pending", st.Pending}, {"claimed", st.Claimed}, {"sending", st.Sending}, {"sent", st.Sent}, {"deferred", st.Deferred}, {"failed", st.Failed}, {"unknown", st.Unknown}, {"expired", st.Expired}} {
 				fmt.Fprintf(w, "%s\t%d\n", r.name, r.n)
 			}
 			if st.Skipped != nil {
