@@ -454,9 +454,9 @@ type pausedError struct {
 
 func (e *pausedError) Error() string {
 	if e.Earlier {
-		return fmt.Sprintf("campaign %q is paused (%s); look at `herald status --failed`, then resume with `herald send CAMPAIGN.yaml --resume-paused`", e.Campaign, e.Why)
+		return fmt.Sprintf("campaign %q is paused (pause_if: %s): nothing was sent; look at `herald status --failed`, then resume with `herald send CAMPAIGN.yaml --resume-paused`", e.Campaign, e.Why)
 	}
-	return fmt.Sprintf("paused: %s; the rest stays pending: look at `herald status --failed`, then resume with `herald send CAMPAIGN.yaml --resume-paused`", e.Why)
+	return fmt.Sprintf("paused (pause_if: %s); look at `herald status --failed`, then resume with `herald send CAMPAIGN.yaml --resume-paused`", e.Why)
 }
 
 // gate decides, before each claim, whether a run may send now and how many: it keeps
