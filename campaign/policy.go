@@ -430,6 +430,9 @@ func columnIndex(cols []string, name string) int {
 	return -1
 }
 
+// refreshPause is how often a run reads the store's outcome counts again for pause_if.
+const refreshPause = 10 * time.Second
+
 // StopPaused: the campaign crossed a pause_if threshold (or was paused by an earlier run).
 const StopPaused StopReason = "paused"
 
@@ -480,10 +483,13 @@ type gate struct {
 	// base are the outcomes since the last resume before this run; since the resume;
 	// giveUps the failures of this run that were give-ups, not bounces; complaintsAt
 	// when the complaints were last read.
-	base         journal.OutcomeCounts
-	since        time.Time
-	giveUps      int
-	complaintsAt time.Time
+	base    journal.OutcomeCounts
+	since   time.Time
+	giveUps int
+	// refreshed is when base was last read; baseOutcomes and baseBounces are this run's
+	// own counts at that moment (base includes them).
+	refreshed                 time.Time
+	baseOutcomes, baseBounces int
 
 	// held counts recipients left pending because their local window is closed;
 	// heldNext is the soonest one of them opens.
@@ -544,7 +550,7 @@ func newGate(ctx context.Context, c *Campaign, store journal.Store, now func() t
 			if g.base, err = store.Outcomes(ctx, c.Name, g.since); err != nil {
 				return nil, storeErr(ctx, err)
 			}
-			g.complaintsAt = now()
+			g.refreshed = now()
 		}
 	}
 	return g, nil
@@ -664,19 +670,20 @@ func (g *gate) check(ctx context.Context) error {
 	if pi == nil || g.counters == nil {
 		return nil
 	}
-	// Complaints arrive from elsewhere (webhooks, complaint reports): read them again
-	// now and then.
-	if now := g.now(); now.Sub(g.complaintsAt) >= 10*time.Second && pi.ComplaintRate > 0 {
-		if oc, err := g.store.Outcomes(ctx, g.campaign, g.since); err == nil {
-			g.base.Complaints = oc.Complaints
-		}
-		g.complaintsAt = now
-	}
 	c := g.counters
 	sent, failed := int(c.Sent.Load()), int(c.Failed.Load())
+	outcomes, bounces := sent+failed, max(failed-g.giveUps, 0)
+	// Complaints (webhooks, complaint reports) and the outcomes of runs on other hosts
+	// arrive from elsewhere: the store's counts are read again now and then.
+	if now := g.now(); now.Sub(g.refreshed) >= refreshPause {
+		if oc, err := g.store.Outcomes(ctx, g.campaign, g.since); err == nil {
+			g.base, g.baseOutcomes, g.baseBounces = oc, outcomes, bounces
+		}
+		g.refreshed = now
+	}
 	f := PauseFigures{
-		Outcomes:   g.base.Outcomes + sent + failed,
-		Bounces:    g.base.Bounces + max(failed-g.giveUps, 0),
+		Outcomes:   g.base.Outcomes + outcomes - g.baseOutcomes,
+		Bounces:    g.base.Bounces + bounces - g.baseBounces,
 		Complaints: g.base.Complaints,
 	}
 	if f.Outcomes < pi.MinSent {

@@ -481,7 +481,7 @@ func TestPauseOnBounceSpike(t *testing.T) {
 		}
 		return nil
 	}})
-	f := newFixture(t, 400, smtpBlock(srv), "pause_if: {bounce_rate: 5%, min_sent: 50}\n")
+	f := newFixture(t, 1000, smtpBlock(srv), "pause_if: {bounce_rate: 5%, min_sent: 50}\n")
 	clock := newTestClock(time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC))
 	sum, err := f.sendAt(clock, SendOptions{})
 	var se *StopError
@@ -491,8 +491,10 @@ func TestPauseOnBounceSpike(t *testing.T) {
 	if sum.Stopped != StopPaused || sum.Pause == nil || sum.Pause.Outcomes < 50 || sum.Pause.BounceRate <= 5 {
 		t.Fatalf("summary %s: want stopped paused with the figures", sum.JSON())
 	}
+	// Outcomes count once committed: a few more than min_sent are out when it stops
+	// (more on a busy machine), far fewer than the list.
 	done := sum.Sent + sum.Failed
-	if done < 50 || done > 100 || sum.Pending < 300 {
+	if done < 50 || sum.Pending < 500 {
 		t.Fatalf("summary %s: want a stop soon after 50 outcomes", sum.JSON())
 	}
 	addsUp(t, sum)
@@ -514,7 +516,7 @@ func TestPauseOnBounceSpike(t *testing.T) {
 	bouncing.Store(false)
 	clock.Set(clock.Now().Add(time.Hour))
 	sum, err = f.sendAt(clock, SendOptions{ResumePaused: true})
-	if err != nil || sum.Pending != 0 || sum.Sent+sum.Failed+sum.Skipped.AlreadyDone+sum.Skipped.Suppressed != 400 {
+	if err != nil || sum.Pending != 0 || sum.Sent+sum.Failed+sum.Skipped.AlreadyDone+sum.Skipped.Suppressed != 1000 {
 		t.Fatalf("resumed run: %s, %v", sum.JSON(), err)
 	}
 	if ps := pauseState(t, f); ps.Paused || !ps.ResumedAt.Equal(clock.Now()) {
@@ -560,4 +562,46 @@ func pauseState(t *testing.T, f *fixture) journal.Pause {
 		t.Fatal(err)
 	}
 	return ps
+}
+
+// TestPauseOnComplaintsRecordedElsewhere: complaints that reach the store during a run
+// (a webhook, a complaint report) are read again and pause it.
+func TestPauseOnComplaintsRecordedElsewhere(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, 20, "  kind: file\n  dir: outbox\n", "pause_if: {complaint_rate: 10%, min_sent: 10}\n")
+	clock := newTestClock(time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC))
+	if sum, err := f.sendAt(clock, SendOptions{Limit: 10}); err != nil || sum.Sent != 10 {
+		t.Fatalf("first run: %s, %v", sum.JSON(), err)
+	}
+	c := f.load()
+	store, err := journal.Open(ctx, f.store(), journal.Options{Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	g, err := newGate(ctx, c, store, clock.Now, []string{"email", "first_name"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.counters = &Counters{}
+	if err := g.check(ctx); err != nil {
+		t.Fatalf("no complaints yet: %v", err)
+	}
+	for _, e := range []string{"r0001@example.org", "r0002@example.org"} {
+		if _, err := store.(journal.Bouncer).RecordComplaint(ctx, c.Name, e, "abuse"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := g.check(ctx); err != nil {
+		t.Fatalf("complaints read again before %s: %v", refreshPause, err)
+	}
+	clock.Set(clock.Now().Add(refreshPause))
+	err = g.check(ctx)
+	var se *StopError
+	if !errors.As(err, &se) || se.Reason != StopPaused || g.figures.Complaints != 2 || g.figures.Outcomes != 10 {
+		t.Fatalf("check = %v, figures %+v: want a pause on 2 complaints in 10 outcomes", err, g.figures)
+	}
+	if ps, _ := store.PauseState(ctx, c.Name); !ps.Paused {
+		t.Fatal("the pause is not in the store")
+	}
 }

@@ -187,7 +187,7 @@ func TestSameCampaignThroughEveryProvider(t *testing.T) {
 			if got[0].subject != want[0].subject {
 				t.Errorf("%s: %s got subject %q, smtp carried %q", kind, to, got[0].subject, want[0].subject)
 			}
-			if !strings.HasPrefix(got[0].listUnsub, "<https://example.com/u/u1.") {
+			if !strings.HasPrefix(got[0].listUnsub, "<https://example.com/u/u2.") {
 				t.Errorf("%s: %s got List-Unsubscribe %q", kind, to, got[0].listUnsub)
 			}
 		}

@@ -22,6 +22,8 @@ type Status struct {
 	Unknown  int `json:"unknown"`
 	// Expired counts recipients not sent before not_after.
 	Expired int `json:"expired"`
+	// Paused says why pause_if paused the campaign (empty: it is not paused).
+	Paused string `json:"paused,omitempty"`
 	// Skipped counts the list rows that will not be sent.
 	Skipped *Skipped `json:"skipped,omitempty"`
 	// LastRun is the summary of the latest run, when there was one.
@@ -91,6 +93,11 @@ func ReadStatus(ctx context.Context, c *Campaign, storePath string, rows bool, e
 	st.Failed = counts[journal.Failed]
 	st.Unknown = counts[journal.Unknown]
 	st.Expired = counts[journal.Expired]
+	if ps, err := store.PauseState(ctx, c.Name); err != nil {
+		return st, err
+	} else if ps.Paused {
+		st.Paused = ps.Reason
+	}
 	st.Pending = counts[journal.Pending]
 	src := &Source{Campaign: c, Journal: store, Now: env.Now}
 	res, err := src.Scan(ctx, func(*Recipient) error { return nil })

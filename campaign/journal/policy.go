@@ -155,7 +155,7 @@ func decodePause(b []byte, ok bool) (Pause, error) {
 const (
 	outcomesSQL = `SELECT count(*), coalesce(sum(CASE WHEN state = 'failed' AND reason NOT LIKE 'gave up%%' THEN 1 ELSE 0 END), 0)
 		FROM %[1]srecipients WHERE campaign = %[2]s AND state IN ('sent', 'failed') AND updated_at >= %[3]s`
-	complaintsSQL = `SELECT count(*) FROM %[1]ssuppressions s WHERE s.created_at >= %[3]s AND s.reason LIKE 'complaint%%'
+	complaintsSQL = `SELECT count(*) FROM %[1]ssuppressions s WHERE s.created_at >= %[3]s AND (s.reason LIKE 'complaint%%' OR s.source LIKE 'complaint:%%')
 		AND EXISTS (SELECT 1 FROM %[1]srecipients r WHERE r.campaign = %[2]s AND r.key = s.key AND r.state IN ('sent', 'failed'))`
 	// expireSQL expires the campaign's pending and deferred rows that are not
 	// suppressed, and the run's own claims.

@@ -986,11 +986,19 @@ func (r *pgRun) Claim(ctx context.Context, n int) ([]Item, error) {
 		return nil, err
 	}
 	now := r.s.now().UnixMilli()
-	rows, err := r.s.pool.Query(ctx, `UPDATE herald_recipients x SET state = `+tClaim.to()+`, run_id = $1, updated_at = $2
-		FROM (SELECT q.campaign, q.key FROM herald_recipients q WHERE q.campaign = $3
-			AND (q.state = 'pending' OR (q.state = 'deferred' AND coalesce(q.next_attempt, 0) <= $2))
+	// Pending and due deferred rows are read apart, each in list order along the
+	// (campaign, state, line) index, so that a claim reads about n rows, not the queue.
+	rows, err := r.s.pool.Query(ctx, `WITH p AS (
+			SELECT q.campaign, q.key, q.line FROM herald_recipients q WHERE q.campaign = $3 AND q.state = 'pending'
 			AND NOT EXISTS (SELECT 1 FROM herald_suppressions s WHERE s.key = q.key)
-			ORDER BY q.line LIMIT $4 FOR UPDATE OF q SKIP LOCKED) c
+			ORDER BY q.line LIMIT $4 FOR UPDATE SKIP LOCKED),
+		d AS (
+			SELECT q.campaign, q.key, q.line FROM herald_recipients q WHERE q.campaign = $3 AND q.state = 'deferred'
+			AND coalesce(q.next_attempt, 0) <= $2
+			AND NOT EXISTS (SELECT 1 FROM herald_suppressions s WHERE s.key = q.key)
+			ORDER BY q.line LIMIT $4 FOR UPDATE SKIP LOCKED)
+		UPDATE herald_recipients x SET state = `+tClaim.to()+`, run_id = $1, updated_at = $2
+		FROM (SELECT * FROM (SELECT * FROM p UNION ALL SELECT * FROM d) u ORDER BY u.line LIMIT $4) c
 		WHERE x.campaign = c.campaign AND x.key = c.key
 		RETURNING x.key, x.email, x.line, x.fields, x.attempts, x.first_attempt`, r.id, now, r.campaign, n)
 	if err != nil {

@@ -798,10 +798,14 @@ func (r *sqliteRun) Claim(ctx context.Context, n int) ([]Item, error) {
 	}
 	now := r.s.now().UnixMilli()
 	rows, err := r.s.wdb.QueryContext(ctx, `UPDATE recipients SET state = `+tClaim.to()+`, run_id = ?1, updated_at = ?2
-		WHERE campaign = ?3 AND key IN (SELECT q.key FROM recipients q WHERE q.campaign = ?3
-			AND (q.state = 'pending' OR (q.state = 'deferred' AND coalesce(q.next_attempt, 0) <= ?2))
-			AND NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.key = q.key)
-			ORDER BY q.line LIMIT ?4)
+		WHERE campaign = ?3 AND key IN (SELECT key FROM (
+			SELECT key, line FROM (SELECT q.key, q.line FROM recipients q WHERE q.campaign = ?3 AND q.state = 'pending'
+				AND NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.key = q.key) ORDER BY q.line LIMIT ?4)
+			UNION ALL
+			SELECT key, line FROM (SELECT q.key, q.line FROM recipients q WHERE q.campaign = ?3 AND q.state = 'deferred'
+				AND coalesce(q.next_attempt, 0) <= ?2
+				AND NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.key = q.key) ORDER BY q.line LIMIT ?4)
+			ORDER BY line LIMIT ?4))
 		RETURNING key, email, line, fields, attempts, first_attempt`, r.id, now, r.campaign, n)
 	if err != nil {
 		return nil, r.errorf("claim", err)

@@ -1,6 +1,10 @@
 package unsubscribe
 
 import (
+	"encoding/base32"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
 	"net/url"
 	"strings"
 	"testing"
@@ -30,25 +34,107 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
-func TestTamperedRejected(t *testing.T) {
+// TestV1TamperedRejected: version 1 tokens (already in sent mail) keep verifying, and a
+// changed one is refused.
+func TestV1TamperedRejected(t *testing.T) {
 	s := signer(t, "0123456789abcdef0123456789abcdef")
 	other := signer(t, "another-secret-of-32-bytes-long!")
-	tok := s.Token("news", "jane@example.org")
+	tok := s.tokenV1("news", "jane@example.org")
+	if c, a, err := s.Verify(tok); err != nil || c != "news" || a != "jane@example.org" {
+		t.Fatalf("a version 1 token no longer verifies: %q %q %v", c, a, err)
+	}
 	forged := strings.Replace(tok, enc.EncodeToString([]byte("jane@example.org")), enc.EncodeToString([]byte("john@example.org")), 1)
 	for name, bad := range map[string]string{
 		"other address":  forged,
-		"other secret":   other.Token("news", "jane@example.org"),
+		"other secret":   other.tokenV1("news", "jane@example.org"),
 		"truncated":      tok[:len(tok)-3],
-		"no prefix":      strings.TrimPrefix(tok, prefix),
+		"no prefix":      strings.TrimPrefix(tok, prefixV1),
 		"extra part":     tok + ".x",
 		"empty":          "",
-		"bad base64":     prefix + "!!.!!.!!",
-		"empty address":  prefix + enc.EncodeToString([]byte("news")) + ".." + strings.Split(tok, ".")[3],
+		"bad base64":     prefixV1 + "!!.!!.!!",
+		"empty address":  prefixV1 + enc.EncodeToString([]byte("news")) + ".." + strings.Split(tok, ".")[3],
 		"flipped mac":    tok[:len(tok)-1] + map[bool]string{true: "A", false: "B"}[tok[len(tok)-1] != 'A'],
 		"other campaign": strings.Replace(tok, enc.EncodeToString([]byte("news")), enc.EncodeToString([]byte("olds")), 1),
 	} {
 		if _, _, err := s.Verify(bad); err == nil {
 			t.Errorf("%s: Verify(%q) accepted a changed token", name, bad)
+		}
+	}
+}
+
+// TestTokenIsOpaque: the token made today shows nothing of the address or the campaign,
+// however it is decoded. Before, it was the base64 of both.
+func TestTokenIsOpaque(t *testing.T) {
+	s := signer(t, "0123456789abcdef0123456789abcdef")
+	addr := "jane.doe@example.org"
+	tok := s.Token("november-news", addr)
+	if !strings.HasPrefix(tok, prefix) {
+		t.Fatalf("token %q lacks the %q prefix", tok, prefix)
+	}
+	body := strings.TrimPrefix(tok, prefix)
+	var decoded [][]byte
+	decoded = append(decoded, []byte(tok))
+	for _, part := range strings.Split(body, ".") {
+		for _, e := range []*base64.Encoding{base64.RawURLEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.StdEncoding} {
+			if b, err := e.DecodeString(part); err == nil {
+				decoded = append(decoded, b)
+			}
+		}
+		if b, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(strings.ToUpper(part)); err == nil {
+			decoded = append(decoded, b)
+		}
+		if b, err := hex.DecodeString(part); err == nil {
+			decoded = append(decoded, b)
+		}
+	}
+	if len(decoded) < 2 {
+		t.Fatalf("the token %q does not decode as base64: the test would prove nothing", tok)
+	}
+	for _, b := range decoded {
+		low := strings.ToLower(string(b))
+		for _, needle := range []string{"jane", "doe", "example", "@", "november"} {
+			if strings.Contains(low, needle) {
+				t.Errorf("the token %q shows %q once decoded", tok, needle)
+			}
+		}
+	}
+	// Deterministic: the same recipient of the same campaign gets the same link.
+	if again := s.Token("november-news", addr); again != tok {
+		t.Errorf("two tokens for one recipient differ: %q, %q", tok, again)
+	}
+	if s.Token("november-news", "john@example.org") == tok || s.Token("october-news", addr) == tok {
+		t.Error("different recipients or campaigns share a token")
+	}
+}
+
+// TestTamperedRejected: any change to a token, or a token of another secret, is refused.
+func TestTamperedRejected(t *testing.T) {
+	s := signer(t, "0123456789abcdef0123456789abcdef")
+	other := signer(t, "another-secret-of-32-bytes-long!")
+	tok := s.Token("news", "jane@example.org")
+	raw, err := enc.DecodeString(strings.TrimPrefix(tok, prefix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := map[string]string{
+		"other secret": other.Token("news", "jane@example.org"),
+		"truncated":    tok[:len(tok)-3],
+		"no prefix":    strings.TrimPrefix(tok, prefix),
+		"v1 prefix":    prefixV1 + strings.TrimPrefix(tok, prefix),
+		"extra part":   tok + ".x",
+		"empty":        "",
+		"prefix only":  prefix,
+		"bad base64":   prefix + "!!!!",
+		"short":        prefix + enc.EncodeToString(raw[:30]),
+	}
+	for i := range raw {
+		flipped := append([]byte(nil), raw...)
+		flipped[i] ^= 0x01
+		bad[fmt.Sprintf("bit flipped in byte %d", i)] = prefix + enc.EncodeToString(flipped)
+	}
+	for name, b := range bad {
+		if _, _, err := s.Verify(b); err == nil {
+			t.Errorf("%s: Verify(%q) accepted a changed token", name, b)
 		}
 	}
 }

@@ -60,6 +60,9 @@ func TestBenchStores(t *testing.T) {
 		t.Skip("set HERALD_BENCH_STORE=1 to measure")
 	}
 	cl := pgtest.NewDurable(t)
+	if os.Getenv("HERALD_BENCH_FSYNC") == "off" {
+		cl = pgtest.New(t)
+	}
 	sink := startSMTPSink(t)
 	const n = 5000
 	for _, workers := range []int{4, 8} {

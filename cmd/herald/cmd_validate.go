@@ -9,7 +9,7 @@ import (
 
 func (a *app) validateCmd() *cobra.Command {
 	var store string
-	var strict bool
+	var strict, spamCheck bool
 	var row int
 	c := &cobra.Command{
 		Use:   "validate CAMPAIGN.yaml",
@@ -32,11 +32,19 @@ func (a *app) validateCmd() *cobra.Command {
 			for _, line := range c.Policy.Explain() {
 				a.infof("policy: %s", line)
 			}
-			return a.preflight(cmd.Context(), c, preflight.Options{Store: campaign.StorePath(c, store, a.io.Getenv), Row: row}, strict)
+			o := preflight.Options{Store: campaign.StorePath(c, store, a.io.Getenv), Row: row}
+			if err := a.preflight(cmd.Context(), c, o, strict); err != nil {
+				return err
+			}
+			if spamCheck {
+				return a.spamCheck(cmd.Context(), c, o)
+			}
+			return nil
 		},
 	}
 	c.Flags().StringVar(&store, "store", "", "journal file (read only if it exists)")
 	c.Flags().BoolVar(&strict, "strict", false, "treat the deliverability warnings as errors (exit 2)")
+	c.Flags().BoolVar(&spamCheck, "spam", false, "score a sample message with SpamAssassin (exit 1 above its threshold)")
 	c.Flags().IntVar(&row, "row", 0, "data row of the sample message the checks render (default: the first to send)")
 	return c
 }

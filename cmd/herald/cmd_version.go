@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"runtime/debug"
 
 	"github.com/spf13/cobra"
 )
@@ -14,16 +13,12 @@ func (a *app) versionCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print herald's version",
-		Args:  args(cobra.NoArgs),
+		Long: `Print herald's version, the commit it was built from, the commit's time, and the Go
+version and platform of the build; the same line as 'herald --version'.`,
+		Example: "  herald version",
+		Args:    args(cobra.NoArgs),
 		Run: func(cmd *cobra.Command, _ []string) {
-			v := version
-			if v == "" {
-				v = "devel"
-				if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-					v = bi.Main.Version
-				}
-			}
-			fmt.Fprintf(a.io.Stdout, "herald %s\n", v)
+			fmt.Fprintf(a.io.Stdout, "herald %s\n", readBuildInfo())
 		},
 	}
 }

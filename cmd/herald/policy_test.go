@@ -71,7 +71,7 @@ func TestSendPauseExit1(t *testing.T) {
 		}
 		return nil
 	}})
-	cf := cliCampaign(t, 300, cliSMTPProvider(srv, ""), "pause_if: {bounce_rate: 5%, min_sent: 40}\n")
+	cf := cliCampaign(t, 600, cliSMTPProvider(srv, ""), "pause_if: {bounce_rate: 5%, min_sent: 40}\n")
 	e := &cliEnv{}
 	r := e.run(t, "send", cf, "--yes", "--json")
 	sum := cliSummary(t, r)
@@ -79,10 +79,13 @@ func TestSendPauseExit1(t *testing.T) {
 		t.Fatalf("exit %d, summary %v: want 1 and stopped paused", r.code, sum)
 	}
 	checkCountsAddUp(t, sum)
-	if jsonCount(t, sum, "pause.outcomes") < 40 || jsonCount(t, sum, "pause.bounces") < 4 || jsonCount(t, sum, "pending") < 200 {
+	if jsonCount(t, sum, "pause.outcomes") < 40 || jsonCount(t, sum, "pause.bounces") < 4 || jsonCount(t, sum, "pending") < 300 {
 		t.Errorf("summary %v: want the figures and the rest pending", sum)
 	}
 	accepted := srv.Accepted()
+	if r := e.run(t, "status", cf); r.code != 0 || !strings.Contains(r.stdout, "paused") || !strings.Contains(r.stdout, "bounce rate") {
+		t.Errorf("status of a paused campaign: exit %d, %q", r.code, r.stdout)
+	}
 	r = e.run(t, "send", cf, "--yes")
 	if r.code != 1 || srv.Accepted() != accepted || !strings.Contains(r.stderr, "--resume-paused") {
 		t.Fatalf("run of a paused campaign: exit %d, %d more sent, stderr %q", r.code, srv.Accepted()-accepted, r.stderr)

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -247,4 +248,44 @@ func (p *Provider) sign(raw []byte) ([]byte, error) {
 		sigs = append(sigs, sig...)
 	}
 	return sigs, nil
+}
+
+// DKIMRecord is the DNS TXT record that publishes one DKIM key.
+type DKIMRecord struct {
+	// Name is <selector>._domainkey.<domain>.
+	Name string
+	// Value is "v=DKIM1; k=rsa|ed25519; p=<base64 public key>".
+	Value string
+	// Selector is the key's selector.
+	Selector string
+}
+
+// Records loads the keys of d (paths relative to baseDir) and returns the TXT record
+// of each.
+func (d *DKIMConfig) Records(baseDir string) ([]DKIMRecord, error) {
+	r := d.resolve(func(p string) string { return providers.Spec{BaseDir: baseDir}.Path(p) })
+	keys, err := r.load()
+	if err != nil {
+		return nil, err
+	}
+	var out []DKIMRecord
+	for _, k := range keys {
+		var kt string
+		var pub []byte
+		switch s := k.signer.(type) {
+		case *rsa.PrivateKey:
+			kt = "rsa"
+			if pub, err = x509.MarshalPKIXPublicKey(&s.PublicKey); err != nil {
+				return nil, err
+			}
+		case ed25519.PrivateKey:
+			kt, pub = "ed25519", s.Public().(ed25519.PublicKey)
+		}
+		out = append(out, DKIMRecord{
+			Name:     k.selector + "._domainkey." + strings.TrimSuffix(d.Domain, "."),
+			Value:    "v=DKIM1; k=" + kt + "; p=" + base64.StdEncoding.EncodeToString(pub),
+			Selector: k.selector,
+		})
+	}
+	return out, nil
 }

@@ -117,7 +117,16 @@ func runPolicy(t *testing.T, e Engine) {
 		out(got[3].Key, journal.Outcome{State: journal.Failed, Code: 550, Enhanced: "5.1.1", Reason: "no such user", Suppress: true})
 		out(got[4].Key, journal.Outcome{State: journal.Failed, Reason: "gave up after 72h0m0s: 451 try later"})
 		out(got[5].Key, journal.Outcome{State: journal.Deferred, Code: 451})
+		out(got[6].Key, journal.Outcome{State: journal.Sent})
 		flush(t, r)
+		// By mail after the run: a bounce of a sent message, a complaint report.
+		b := s.(journal.Bouncer)
+		if _, err := b.RecordBounce(ctx, "nov", got[2].Key, journal.Bounce{Code: 550, Enhanced: "5.1.1"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.RecordComplaint(ctx, "nov", got[6].Key, "abuse"); err != nil {
+			t.Fatal(err)
+		}
 		if _, err := s.Suppress(ctx, []journal.Suppression{
 			{Email: got[1].Key, Reason: "complaint: abuse", Source: "webhook:ses"},
 			{Email: got[2].Key, Reason: "unsubscribed", Source: "unsubscribe"},
@@ -129,11 +138,11 @@ func runPolicy(t *testing.T, e Engine) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := (journal.OutcomeCounts{Outcomes: 4, Bounces: 1, Complaints: 1}); oc != want {
+		if want := (journal.OutcomeCounts{Outcomes: 5, Bounces: 2, Complaints: 2}); oc != want {
 			t.Fatalf("Outcomes since = %+v, want %+v", oc, want)
 		}
-		if oc, _ := s.Outcomes(ctx, "nov", time.Time{}); oc.Outcomes != 5 {
-			t.Fatalf("Outcomes of all time = %+v, want 5 outcomes", oc)
+		if oc, _ := s.Outcomes(ctx, "nov", time.Time{}); oc.Outcomes != 6 {
+			t.Fatalf("Outcomes of all time = %+v, want 6 outcomes", oc)
 		}
 		if first, err := s.FirstAttempt(ctx, "nov"); err != nil || !first.Equal(start) {
 			t.Fatalf("FirstAttempt = %v, %v; want %v", first, err, start)
