@@ -478,8 +478,9 @@ type gate struct {
 
 	// deadline is when the campaign expires (zero: never).
 	deadline time.Time
-	// reserved counts the warm-up sends this run reserved.
-	reserved int
+	// reserved counts the warm-up sends this run reserved; allowance what was left of
+	// the day's cap when the run began.
+	reserved, allowance int
 	// base are the outcomes since the last resume before this run; since the resume;
 	// giveUps the failures of this run that were give-ups, not bounces; complaintsAt
 	// when the complaints were last read.
@@ -568,8 +569,18 @@ func (g *gate) stopped() bool { return g.expired || g.line != "" }
 // start checks, before anything is claimed, whether the run may send at all; false
 // with the reason set on the gate when it may not.
 func (g *gate) start(ctx context.Context) (bool, error) {
-	n, err := g.admit(ctx, 1, false)
+	n, err := g.admit(ctx, math.MaxInt32, false)
+	g.allowance = n
 	return n > 0, err
+}
+
+// fit returns how many of n recipients to send the policy lets this run send today
+// (the warm-up allowance left), for the plan and the progress bar.
+func (g *gate) fit(n int) int {
+	if g.p.Warmup != nil && g.allowance < n {
+		return g.allowance
+	}
+	return n
 }
 
 // claimable returns how many of the n recipients the run wants to claim it may claim

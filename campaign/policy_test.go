@@ -405,9 +405,13 @@ func TestWarmupTwoCampaignsOneStore(t *testing.T) {
 	b.rename("other-campaign")
 	loc := paris(t)
 	clock := newTestClock(time.Date(2026, 12, 7, 23, 0, 0, 0, loc))
-	sa, err := a.sendAt(clock, SendOptions{Store: store})
+	var plan Plan
+	sa, err := a.sendAt(clock, SendOptions{Store: store, Confirm: func(p Plan) bool { plan = p; return true }})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if plan.ToSend != 10 {
+		t.Errorf("the plan says %d to send, want the 10 the warm-up allows", plan.ToSend)
 	}
 	sb, err := b.sendAt(clock, SendOptions{Store: store})
 	if err != nil {

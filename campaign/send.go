@@ -352,6 +352,7 @@ func (r *run) send(ctx context.Context) (err error) {
 	if o.Limit >= 0 && o.Limit < toSend {
 		toSend = o.Limit
 	}
+	toSend = r.gate.fit(toSend)
 	if toSend == 0 && plan.GaveUp == 0 {
 		r.splitExpired(ctx)
 		sum.Pending = sum.rest()
