@@ -60,8 +60,8 @@ install() {
 		made_policy=1
 	fi
 	echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-	run apt-get update >&2
-	run env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >&2
+	run apt-get update -qq >&2
+	run env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 	[ -z "$made_policy" ] || rm -f "$policy"
 }
 
@@ -74,6 +74,13 @@ start() {
 	install
 	mkdir -p "$dir"
 	dir=$(cd "$dir" && pwd)
+	# The servers run as their own users (postfix, nobody, heraldmail, dovecot): every
+	# folder on the way to DIR must let them through.
+	chmod 755 "$dir"
+	if ! runuser -u nobody -- test -x "$dir"; then
+		echo "$0: $dir is not reachable by other users (a parent folder is private); use a folder under /tmp" >&2
+		exit 1
+	fi
 	stop "$dir"
 	rm -rf "$dir/postfix" "$dir/dovecot" "$dir/mail" "$dir/sink7"
 

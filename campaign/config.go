@@ -58,6 +58,21 @@ type File struct {
 	Timezone string `yaml:"timezone"`
 	// Policy: window, recipient_timezone, not_after, warmup, pause_if.
 	Policy PolicyFile `yaml:",inline"`
+
+	// Content (README "Markdown, layouts, attachments").
+	Markdown         string            `yaml:"markdown"`
+	Layout           string            `yaml:"layout"`
+	InlineCSS        *bool             `yaml:"inline_css"`
+	Attachments      []string          `yaml:"attachments"`
+	AttachmentColumn string            `yaml:"attachment_column"`
+	Inline           map[string]string `yaml:"inline"`
+	ListID           string            `yaml:"list_id"`
+	FeedbackID       string            `yaml:"feedback_id"`
+
+	// Domains paces recipient domains beneath the campaign's rate (domains.go).
+	Domains map[string]domainSpec `yaml:"domains"`
+	// Fallback is a second provider block, used when the first fails (fallback.go).
+	Fallback yaml.Node `yaml:"fallback"`
 }
 
 // Retry is the retry policy of a campaign.
@@ -107,6 +122,26 @@ type Campaign struct {
 	Location  *time.Location
 	// Policy is the sending policy (window, expiry, warm-up, pause).
 	Policy Policy
+
+	// MarkdownFile and LayoutFile are absolute paths ("" when absent).
+	MarkdownFile, LayoutFile string
+	// InlineCSS is the inline_css key: nil when not set (on when the HTML has a <style>).
+	InlineCSS *bool
+	// Attachments are the files sent to everyone (absolute paths).
+	Attachments []string
+	// AttachmentColumn is the list column holding each recipient's file ("" when none).
+	AttachmentColumn string
+	// Inline maps content ids to image files (absolute paths).
+	Inline map[string]string
+	// ListID is the List-Id header value; FeedbackID the Feedback-ID ("" when none).
+	ListID, FeedbackID string
+
+	// Domains are the per-domain paces (none: the campaign's rate alone).
+	Domains []DomainLimit
+	// FallbackKind and FallbackNode are the fallback provider block ("" and nil when
+	// there is none), like ProviderKind and ProviderNode.
+	FallbackKind string
+	FallbackNode *yaml.Node
 }
 
 // ConfigError is a problem with the campaign file, a template or the list: nothing was sent.
@@ -203,10 +238,16 @@ func Parse(path string, data []byte, now time.Time) (*Campaign, error) {
 		return nil, bad("subject", "required")
 	}
 	c.Subject = f.Subject
-	if f.HTML == "" && f.Text == "" {
-		return nil, bad("html", "a body is required: set html, text or both")
+	if f.HTML == "" && f.Text == "" && f.Markdown == "" {
+		return nil, bad("html", "a body is required: set markdown, or html, text or both")
+	}
+	if f.Markdown != "" && (f.HTML != "" || f.Text != "") {
+		return nil, bad("markdown", "replaces html and text (both parts come from it): remove html/text or markdown")
 	}
 	c.HTMLFile, c.TextFile = rel(f.HTML), rel(f.Text)
+	if err := c.parseContent(&f, path, rel); err != nil {
+		return nil, err
+	}
 	if f.List == "" {
 		return nil, bad("list", "required")
 	}
@@ -303,6 +344,14 @@ func Parse(path string, data []byte, now time.Time) (*Campaign, error) {
 		c.StoreFile = f.Store // a database, not a path beside the file
 	}
 	c.Schedule = strings.TrimSpace(f.Schedule)
+	if c.Domains, err = parseDomains(f.Domains); err != nil {
+		return nil, bad("domains", "%v", err)
+	}
+	if f.Fallback.Kind != 0 {
+		if c.FallbackKind, c.FallbackNode, err = providerBlock(path, "fallback", &f.Fallback); err != nil {
+			return nil, err
+		}
+	}
 	if err := c.parsePolicy(&f.Policy, bad); err != nil {
 		return nil, err
 	}
@@ -317,29 +366,45 @@ func (c *Campaign) parseProvider(path string, n *yaml.Node) error {
 		}}
 		return nil
 	}
+	kind, rest, err := providerBlock(path, "provider", n)
+	c.ProviderKind, c.ProviderNode = kind, rest
+	return err
+}
+
+// providerBlock splits a provider block (`provider:` or `fallback:`, named key) into its
+// kind and the rest.
+func providerBlock(path, key string, n *yaml.Node) (kind string, rest *yaml.Node, err error) {
 	if n.Kind != yaml.MappingNode {
-		return configErr("%s: line %d: provider: must be a mapping with a `kind`", path, n.Line)
+		return "", nil, configErr("%s: line %d: %s: must be a mapping with a `kind`", path, n.Line, key)
 	}
-	rest := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: n.Line, Column: n.Column}
+	rest = &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: n.Line, Column: n.Column}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		if k.Value == "kind" {
-			c.ProviderKind = v.Value
+			kind = v.Value
 			continue
 		}
 		rest.Content = append(rest.Content, k, v)
 	}
-	if c.ProviderKind == "" {
-		return configErr("%s: line %d: provider.kind: required (file, smtp, ses, sendgrid or mandrill)", path, n.Line)
+	if kind == "" {
+		return "", nil, configErr("%s: line %d: %s.kind: required (file, smtp, ses, sendgrid or mandrill)", path, n.Line, key)
 	}
-	c.ProviderNode = rest
-	return nil
+	return kind, rest, nil
 }
 
 // DecodeProvider strictly decodes the provider block (without `kind`) into v; an
 // unknown key is an error naming it and its line.
 func (c *Campaign) DecodeProvider(v any) error {
-	data, err := yaml.Marshal(c.ProviderNode)
+	return c.decodeBlock("provider", c.ProviderNode, v)
+}
+
+// DecodeFallback strictly decodes the fallback block (without `kind`) into v.
+func (c *Campaign) DecodeFallback(v any) error {
+	return c.decodeBlock("fallback", c.FallbackNode, v)
+}
+
+func (c *Campaign) decodeBlock(key string, node *yaml.Node, v any) error {
+	data, err := yaml.Marshal(node)
 	if err != nil {
 		return err
 	}
@@ -351,7 +416,7 @@ func (c *Campaign) DecodeProvider(v any) error {
 		}
 		// Line numbers refer to the re-encoded block; point at the block instead.
 		msg := lineRe.ReplaceAllString(yamlMessage(err), "")
-		return fmt.Errorf("%s: provider (line %d): %s", c.relPath(), c.ProviderNode.Line, msg)
+		return fmt.Errorf("%s: %s (line %d): %s", c.relPath(), key, node.Line, msg)
 	}
 	return nil
 }

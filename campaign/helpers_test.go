@@ -101,7 +101,7 @@ func (f *fixture) counts() map[journal.State]int {
 
 func checkAddsUp(t *testing.T, s *Summary) {
 	t.Helper()
-	sum := s.Sent + s.Failed + s.Deferred + s.Unknown + s.Pending +
+	sum := s.Sent + s.Failed + s.Deferred + s.Unknown + s.Pending + s.Waiting +
 		s.Skipped.Invalid + s.Skipped.Duplicate + s.Skipped.Suppressed + s.Skipped.AlreadyDone
 	if sum != s.Total {
 		t.Errorf("summary does not add up: %d ≠ total %d: %s", sum, s.Total, s.JSON())

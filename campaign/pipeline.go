@@ -10,8 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/heraldmail/herald/campaign/journal"
 	"github.com/heraldmail/herald/providers"
 )
@@ -33,6 +31,10 @@ type Recorder interface {
 // Unknown (the message may have gone, and the store does not say so).
 type Counters struct {
 	Sent, Failed, Deferred, Unknown atomic.Int64
+	// ViaFallback counts the Sent that went through the fallback provider.
+	ViaFallback atomic.Int64
+	// DeferredLater counts the Deferred whose next attempt is not at once.
+	DeferredLater atomic.Int64
 	// AlreadyDone counts recipients another outcome got to first (a claim refused).
 	AlreadyDone atomic.Int64
 }
@@ -124,33 +126,76 @@ func (e *RenderErrors) add(err error) {
 // them, mean that the provider is down rather than one message unlucky.
 const unreachableAfter = 5
 
-// Pipeline sends recipients through a provider with a worker pool, one rate limiter
-// shared by all workers, retries with backoff and jitter, and a journal record of every
-// outcome. Each piece is small: the Renderer renders, the limiter limits, the Recorder
-// records; the Pipeline only wires them.
+// Pipeline sends recipients through a provider with a worker pool, a pacer shared by
+// all workers, retries with backoff and jitter, and a journal record of every outcome.
+// Each piece is small: the Renderer renders, the Pacer paces (and the provider's
+// answers steer it), Retry says when to try again, the Recorder records; the Pipeline
+// only wires them.
+//
+// A recipient waits for the pacer before it is claimed, so that a stop leaves it
+// pending. A temporary failure does not hold its worker: the recipient waits in the
+// pipeline's delayed-retry queue while the workers go on with others, and comes back
+// to a worker when its wait is over.
 type Pipeline struct {
 	Provider providers.Provider
 	Renderer *Renderer
 	Journal  Recorder
-	Limiter  *rate.Limiter
-	Workers  int
-	Retry    Retry
-	Now      func() time.Time
+	// Pacer is the campaign's rate (nil: no limit).
+	Pacer *Pacer
+	// Domains are per-domain paces beneath the campaign's rate (none: one pace).
+	Domains []DomainLimit
+	Workers int
+	Retry   Retry
+	Now     func() time.Time
 	// Grace bounds how long in-flight sends may go on after a stop (0: 30s).
 	Grace time.Duration
 	// Warnf reports things a human should know (nil: ignored).
 	Warnf    func(format string, args ...any)
 	Counters *Counters
 
-	connFails atomic.Int64
+	down outage
 	// stopped is the running Run's stop context (see Stopped).
 	stopped atomic.Pointer[context.Context]
 	failing streak
 	stop    context.CancelCauseFunc // stops the current Run
+	// Fallback opens the provider that takes over when Provider gives a fatal error or
+	// is unreachable (nil: none). The Pipeline closes what it opened.
+	Fallback func(ctx context.Context) (providers.Provider, error)
+	sw       switchover
+	// domains routes recipients of limited domains to their gates.
+	domains *domainPaces
+
+	// The current Run's queue: work feeds the workers (new recipients and retries
+	// that are due); slots bounds the recipients between claim and outcome; inflight
+	// counts them.
+	work     chan *task
+	slots    chan struct{}
+	inflight sync.WaitGroup
 
 	renderMu   sync.Mutex
 	renderErrs RenderErrors
 }
+
+// task is one recipient on its way through the pipeline.
+type task struct {
+	rc *Recipient
+	// msg is the rendered message (nil until claimed and rendered).
+	msg *providers.Message
+	// first is the recipient's first attempt; attempt counts this run's attempts.
+	first   time.Time
+	attempt int
+	// gate is the recipient's domain gate (nil: not limited); it holds one of the
+	// gate's connection slots from hand-over to outcome.
+	gate *domainGate
+	// last is the outcome of the last temporary failure, recorded when retries end.
+	last journal.Outcome
+	// conn marks the last failure as one of the connection, not of the recipient.
+	conn bool
+}
+
+// inFlightPerWorker bounds the recipients a run holds between claim and outcome
+// (sending, or waiting to be retried): this many per worker.
+const inFlightPerWorker = 4
 
 // errLimit ends a feed that reached --limit.
 var errLimit = errors.New("limit reached")
@@ -169,6 +214,16 @@ func (p *Pipeline) Run(ctx context.Context, limit int, feed func(fn func(*Recipi
 	if p.Counters == nil {
 		p.Counters = &Counters{}
 	}
+	if p.Pacer == nil {
+		p.Pacer = NewPacer(0)
+	}
+	p.sw = switchover{active: p.Provider, open: p.Fallback, warnf: p.Warnf, onSwitch: func(fb providers.Provider) {
+		p.down.success()
+		if caps := fb.Capabilities(); caps.MaxRate > 0 && caps.MaxRate < p.Pacer.Ceiling() {
+			p.Pacer.SetCeiling(caps.MaxRate)
+		}
+	}}
+	defer p.sw.close()
 	grace := p.Grace
 	if grace == 0 {
 		grace = 30 * time.Second
@@ -186,14 +241,17 @@ func (p *Pipeline) Run(ctx context.Context, limit int, feed func(fn func(*Recipi
 	})
 	defer unhook()
 
-	jobs := make(chan *Recipient)
+	p.work = make(chan *task)
+	p.slots = make(chan struct{}, max(p.Workers, 1)*inFlightPerWorker)
+	p.domains = newDomainPaces(p.Domains, p.Workers, p.Warnf)
+	drainDomains := p.domains.start(stopCtx, p)
 	var wg sync.WaitGroup
 	for i := 0; i < p.Workers; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for rc := range jobs {
-				p.handle(stopCtx, sendCtx, stop, rc)
+			for t := range p.work {
+				p.handle(stopCtx, sendCtx, stop, t)
 			}
 		}()
 	}
@@ -209,15 +267,25 @@ func (p *Pipeline) Run(ctx context.Context, limit int, feed func(fn func(*Recipi
 		if err := p.Journal.Err(); err != nil {
 			stop(&StopError{Reason: StopStore, Err: err})
 		}
-		select {
-		case jobs <- rc:
+		// A recipient of a limited domain waits in its domain's queue, so that the
+		// others go on while the domain is at its ceiling.
+		if g := p.domains.gate(rc.Email); g != nil {
+			if err := g.enqueue(stopCtx, &task{rc: rc, gate: g}); err != nil {
+				return err
+			}
 			started++
 			return nil
-		case <-stopCtx.Done():
+		}
+		if !p.submit(stopCtx, &task{rc: rc}) {
 			return context.Cause(stopCtx)
 		}
+		started++
+		return nil
 	})
-	close(jobs)
+	drainDomains()
+	// Retries still waiting come back to the workers until each has its outcome.
+	p.inflight.Wait()
+	close(p.work)
 	wg.Wait()
 
 	if cause := context.Cause(stopCtx); cause != nil && !errors.Is(cause, context.Canceled) {
@@ -248,6 +316,46 @@ func (p *Pipeline) Run(ctx context.Context, limit int, feed func(fn func(*Recipi
 	return nil
 }
 
+// submit hands a new task to the workers once the run holds fewer than its bound of
+// recipients; false when the run stopped first.
+func (p *Pipeline) submit(stopCtx context.Context, t *task) bool {
+	select {
+	case p.slots <- struct{}{}:
+	case <-stopCtx.Done():
+		return false
+	}
+	p.inflight.Add(1)
+	select {
+	case p.work <- t:
+		return true
+	case <-stopCtx.Done():
+		<-p.slots
+		p.inflight.Done()
+		return false
+	}
+}
+
+// done ends a task: its recipient has an outcome (or was never claimed).
+func (p *Pipeline) done(t *task) {
+	if t.gate != nil {
+		<-t.gate.conns
+	}
+	<-p.slots
+	p.inflight.Done()
+}
+
+// wait waits for the campaign's pace, then for the task's domain's: the domain's is
+// the last wait before the message goes, so that its ceiling holds over any second.
+func (p *Pipeline) wait(ctx context.Context, t *task) error {
+	if err := p.Pacer.Wait(ctx); err != nil {
+		return err
+	}
+	if t.gate != nil {
+		return t.gate.pacer.Wait(ctx)
+	}
+	return nil
+}
+
 // Stopped returns a context that ends when the running Run stops (interrupted, or a
 // fatal error): a feed that waits for work ends its wait then.
 func (p *Pipeline) Stopped() context.Context {
@@ -270,10 +378,117 @@ func (p *Pipeline) giveUp(ctx context.Context, stop context.CancelCauseFunc, rc 
 		Reason: fmt.Sprintf("gave up: still failing temporarily %s after the first attempt", p.Retry.GiveUpAfter)})
 }
 
-// handle takes one recipient from render to recorded outcome.
-func (p *Pipeline) handle(stopCtx, sendCtx context.Context, stop context.CancelCauseFunc, rc *Recipient) {
-	if err := p.Limiter.Wait(stopCtx); err != nil {
-		return // stopped before it was claimed: it stays pending
+// handle takes a task one attempt further: a new recipient is paced, claimed and
+// rendered first; a retry is paced again. Every path ends the task (done) or hands it
+// to the delayed-retry queue (later).
+func (p *Pipeline) handle(stopCtx, sendCtx context.Context, stop context.CancelCauseFunc, t *task) {
+	if t.msg == nil {
+		if !p.start(stopCtx, sendCtx, stop, t) {
+			p.done(t)
+			return
+		}
+	} else if err := p.wait(stopCtx, t); err != nil {
+		p.defer_(t, false, 0) // stopped while it waited: due again at once
+		p.done(t)
+		return
+	}
+	for {
+		retry, again := p.attempt(stopCtx, sendCtx, stop, t)
+		if !again {
+			return
+		}
+		// Sent again at once through the fallback, under the same claim.
+		if retry && p.wait(stopCtx, t) != nil {
+			p.defer_(t, false, 0)
+			p.done(t)
+			return
+		}
+	}
+}
+
+// attempt sends the task once through the current provider and records its outcome,
+// or hands it to the delayed-retry queue. again says the attempt is to be made again
+// at once through the fallback (the primary failed for good or is down); it does not
+// count as an attempt. Outcomes that are the recipient's (sent, permanent, unknown) are
+// recorded before any switch is considered, so that none of them falls back.
+func (p *Pipeline) attempt(stopCtx, sendCtx context.Context, stop context.CancelCauseFunc, t *task) (retry, again bool) {
+	prov, onFallback := p.sw.current()
+	pacer := p.Pacer
+	if t.gate != nil {
+		pacer = t.gate.pacer
+	}
+	send := &pacedProvider{Provider: prov, pacer: pacer, warnf: p.Warnf}
+	if t.gate != nil {
+		send.warnf = t.gate.warnf
+	}
+	t.attempt++
+	receipt, err := send.Send(sendCtx, t.msg)
+	if err == nil {
+		p.down.success()
+		p.failing.success()
+		if onFallback {
+			p.Counters.ViaFallback.Add(1)
+		}
+		p.record(t.rc, journal.Outcome{State: journal.Sent, ProviderID: receipt.MessageID})
+		p.done(t)
+		return false, false
+	}
+	pe := providers.AsError(err)
+	o := journal.Outcome{Reason: err.Error()}
+	if pe != nil {
+		o.Code, o.Enhanced = pe.Code, pe.Enhanced
+	}
+	switch providers.KindOf(err) {
+	case providers.Permanent:
+		p.permanent(stop, t.rc, o, err)
+		p.done(t)
+		return false, false
+	case providers.Unknown:
+		o.State = journal.Unknown
+		p.record(t.rc, o)
+		p.done(t)
+		return false, false
+	case providers.Fatal:
+		if stopCtx.Err() == nil && p.sw.fallOver(sendCtx, onFallback, err) {
+			t.attempt--
+			return true, true
+		}
+		o.State = journal.Pending // never handed over: release the claim
+		p.record(t.rc, o)
+		stop(&StopError{Reason: StopFatal, Err: err})
+		p.done(t)
+		return false, false
+	}
+	// Temporary.
+	t.last, t.conn = o, pe != nil && pe.Connection
+	if t.conn && !onFallback && stopCtx.Err() == nil {
+		if _, switched := p.sw.current(); switched {
+			t.attempt-- // a late answer of the primary: the fallback is in use now
+			return true, true
+		}
+	}
+	if p.down.failure(t.conn) {
+		if !onFallback && stopCtx.Err() == nil && p.sw.fallOver(sendCtx, false, err) {
+			t.attempt--
+			return true, true
+		}
+		stop(&StopError{Reason: StopUnreachable, Err: err})
+	}
+	wait := p.Retry.wait(t.attempt, err)
+	if t.attempt >= p.Retry.Attempts || stopCtx.Err() != nil || sendCtx.Err() != nil {
+		p.defer_(t, t.attempt >= p.Retry.Attempts, wait)
+		p.done(t)
+		return false, false
+	}
+	p.later(stopCtx, t, wait)
+	return false, false
+}
+
+// start paces, claims and renders a new recipient; false when the task ended here.
+func (p *Pipeline) start(stopCtx, sendCtx context.Context, stop context.CancelCauseFunc, t *task) bool {
+	rc := t.rc
+	if err := p.wait(stopCtx, t); err != nil {
+		return false // stopped before it was claimed: it stays pending
 	}
 	// The message is rendered while the claim commits; it goes nowhere before the claim
 	// is durable.
@@ -285,14 +500,14 @@ func (p *Pipeline) handle(stopCtx, sendCtx context.Context, stop context.CancelC
 	if err := claimed(); err != nil {
 		if errors.Is(err, journal.ErrNotClaimable) {
 			p.Counters.AlreadyDone.Add(1)
-			return
+			return false
 		}
 		stop(&StopError{Reason: StopStore, Err: err})
-		return
+		return false
 	}
 	if renderErr != nil && stopCtx.Err() != nil {
 		p.record(rc, journal.Outcome{State: journal.Pending}) // stopped while rendering
-		return
+		return false
 	}
 	if renderErr != nil {
 		// Not a delivery outcome: release the claim, so that a later run sends it.
@@ -301,86 +516,80 @@ func (p *Pipeline) handle(stopCtx, sendCtx context.Context, stop context.CancelC
 		p.renderMu.Lock()
 		p.renderErrs.add(renderErr)
 		p.renderMu.Unlock()
-		return
+		return false
 	}
-	first := p.Now()
+	t.msg = msg
+	t.first = p.Now()
 	if rc.Entry != nil && !rc.Entry.FirstAttempt.IsZero() {
-		first = rc.Entry.FirstAttempt
+		t.first = rc.Entry.FirstAttempt
 	}
-	for attempt := 1; ; attempt++ {
-		receipt, err := p.Provider.Send(sendCtx, msg)
-		if err == nil {
-			p.connFails.Store(0)
-			p.failing.success()
-			p.record(rc, journal.Outcome{State: journal.Sent, ProviderID: receipt.MessageID})
+	return true
+}
+
+// later is the delayed-retry queue: the task comes back to a worker after wait, while
+// the workers go on with other recipients. A stop meanwhile defers it, due at once.
+func (p *Pipeline) later(stopCtx context.Context, t *task, wait time.Duration) {
+	go func() {
+		if !sleep(stopCtx, wait) {
+			p.defer_(t, false, 0)
+			p.done(t)
 			return
 		}
-		pe := providers.AsError(err)
-		o := journal.Outcome{Reason: err.Error()}
-		if pe != nil {
-			o.Code, o.Enhanced = pe.Code, pe.Enhanced
+		select {
+		case p.work <- t:
+		case <-stopCtx.Done():
+			p.defer_(t, false, 0)
+			p.done(t)
 		}
-		switch providers.KindOf(err) {
-		case providers.Permanent:
-			p.permanent(stop, rc, o, err)
-			return
-		case providers.Unknown:
-			o.State = journal.Unknown
-			p.record(rc, o)
-			return
-		case providers.Fatal:
-			o.State = journal.Pending // never handed over: release the claim
-			p.record(rc, o)
-			stop(&StopError{Reason: StopFatal, Err: err})
-			return
-		}
-		// Temporary.
-		if pe != nil && pe.Connection {
-			p.connFails.Add(1)
-		} else {
-			p.connFails.Store(0)
-		}
-		if p.connFails.Load() >= unreachableAfter {
-			stop(&StopError{Reason: StopUnreachable, Err: err})
-		}
-		if pe != nil && pe.SlowDown {
-			p.slowDown()
-		}
-		wait := p.backoff(attempt)
-		if pe != nil && pe.RetryAfter > wait {
-			wait = pe.RetryAfter
-		}
-		if attempt >= p.Retry.Attempts || stopCtx.Err() != nil || sendCtx.Err() != nil {
-			p.defer_(rc, o, first, attempt >= p.Retry.Attempts, wait)
-			return
-		}
-		if !sleep(stopCtx, wait) || p.Limiter.Wait(stopCtx) != nil {
-			p.defer_(rc, o, first, false, 0)
-			return
-		}
+	}()
+}
+
+// outage counts connection failures in a row, with no success between them: at
+// unreachableAfter the provider is down rather than one message unlucky.
+type outage struct{ fails atomic.Int64 }
+
+func (o *outage) success() { o.fails.Store(0) }
+
+// failure notes a temporary failure (conn: of the connection) and reports whether the
+// provider is to be taken as down.
+func (o *outage) failure(conn bool) bool {
+	if !conn {
+		o.fails.Store(0)
+		return false
 	}
+	return o.fails.Add(1) >= unreachableAfter
+}
+
+// wait is how long to wait before attempt+1 after err: the backoff, or the provider's
+// retry-after when it asked for longer.
+func (r Retry) wait(attempt int, err error) time.Duration {
+	d := r.backoff(attempt)
+	if pe := providers.AsError(err); pe != nil && pe.RetryAfter > d {
+		d = pe.RetryAfter
+	}
+	return d
 }
 
 // defer_ leaves a temporarily failed recipient for a later run, or fails it for good once
-// it has been tried for longer than give_up_after.
-func (p *Pipeline) defer_(rc *Recipient, o journal.Outcome, first time.Time, exhausted bool, wait time.Duration) {
+// it has been tried for longer than give_up_after. A recipient whose retries ran out
+// waits the longer of max_backoff and wait before a later run tries it again, unless
+// the last failure was the connection's: the provider was down, not the recipient's
+// server, and the first run once it is back sends it.
+func (p *Pipeline) defer_(t *task, exhausted bool, wait time.Duration) {
+	o := t.last
 	now := p.Now()
-	if now.Sub(first) >= p.Retry.GiveUpAfter {
+	if now.Sub(t.first) >= p.Retry.GiveUpAfter {
 		o.State = journal.Failed
 		o.Reason = fmt.Sprintf("gave up after %s: %s", p.Retry.GiveUpAfter, o.Reason)
-		p.record(rc, o)
+		p.record(t.rc, o)
 		return
 	}
 	o.State = journal.Deferred
 	o.NextAttempt = now
-	if exhausted {
-		next := p.Retry.MaxBackoff
-		if wait > next {
-			next = wait
-		}
-		o.NextAttempt = now.Add(next)
+	if exhausted && !t.conn {
+		o.NextAttempt = now.Add(max(p.Retry.MaxBackoff, wait))
 	}
-	p.record(rc, o)
+	p.record(t.rc, o)
 }
 
 // permanent records a permanent answer, through the breaker for campaign-wide
@@ -429,40 +638,29 @@ func (p *Pipeline) record(rc *Recipient, o journal.Outcome) {
 			p.Counters.Failed.Add(1)
 		case o.State == journal.Deferred:
 			p.Counters.Deferred.Add(1)
+			if o.NextAttempt.After(p.Now()) {
+				p.Counters.DeferredLater.Add(1)
+			}
 		case o.State == journal.Unknown:
 			p.Counters.Unknown.Add(1)
 		}
 	})
 }
 
-// backoff is the wait before attempt+1: exponential from Retry.Backoff, capped at
-// Retry.MaxBackoff, with full jitter in its upper half.
-func (p *Pipeline) backoff(attempt int) time.Duration {
-	d := p.Retry.Backoff
-	for i := 1; i < attempt && d < p.Retry.MaxBackoff; i++ {
+// backoff is the wait before attempt+1: exponential from Backoff, capped at
+// MaxBackoff, with full jitter in its upper half.
+func (r Retry) backoff(attempt int) time.Duration {
+	d := r.Backoff
+	for i := 1; i < attempt && d < r.MaxBackoff; i++ {
 		d *= 2
 	}
-	if d > p.Retry.MaxBackoff {
-		d = p.Retry.MaxBackoff
+	if d > r.MaxBackoff {
+		d = r.MaxBackoff
 	}
 	if d <= 0 {
 		return 0
 	}
 	return d/2 + rand.N(d/2+1)
-}
-
-// slowDown halves the shared rate (not below one message a minute) when a provider
-// says it is being throttled.
-func (p *Pipeline) slowDown() {
-	cur := p.Limiter.Limit()
-	next := cur / 2
-	if next < rate.Every(time.Minute) {
-		next = rate.Every(time.Minute)
-	}
-	if next < cur {
-		p.Limiter.SetLimit(next)
-		p.warnf("%s is throttling: rate lowered to %.2f/s", p.Provider.Name(), float64(next))
-	}
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

@@ -9,8 +9,6 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"golang.org/x/time/rate"
-
 	"github.com/heraldmail/herald/campaign/journal"
 	"github.com/heraldmail/herald/providers"
 )
@@ -130,7 +128,7 @@ func newPipelineFixture(t *testing.T, n int, subject string) *pipelineFixture {
 
 func (pf *pipelineFixture) pipeline(prov providers.Provider, rec Recorder, workers int) *Pipeline {
 	return &Pipeline{Provider: prov, Renderer: pf.renderer, Journal: rec,
-		Limiter: rate.NewLimiter(rate.Inf, 1), Workers: workers, Retry: pf.c.Retry, Counters: &Counters{}}
+		Workers: workers, Retry: pf.c.Retry, Counters: &Counters{}}
 }
 
 func (pf *pipelineFixture) feed(fn func(*Recipient) error) error {

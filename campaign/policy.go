@@ -751,8 +751,8 @@ func (g *gate) admitItems(ctx context.Context, n int, items []journal.Item) []jo
 
 // policy creates the run's gate and asks it whether the run may send at all. held is
 // set when the policy keeps the run from sending (the summary says why), or refuses it
-// (err: a paused campaign).
-func (r *run) policy(ctx context.Context, jr journal.Run) (held bool, err error) {
+// (err: a paused campaign). notDue counts the deferred recipients not yet due.
+func (r *run) policy(ctx context.Context, jr journal.Run, notDue int) (held bool, err error) {
 	cols, err := r.src.Columns()
 	if err != nil {
 		return true, err
@@ -771,6 +771,7 @@ func (r *run) policy(ctx context.Context, jr journal.Run) (held bool, err error)
 		}
 	} else {
 		r.splitExpired(ctx)
+		r.sum.Waiting = notDue
 		r.sum.Pending = r.sum.rest()
 	}
 	r.report()

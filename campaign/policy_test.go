@@ -79,7 +79,7 @@ func (f *fixture) rename(name string) {
 
 func addsUp(t *testing.T, s *Summary) {
 	t.Helper()
-	sum := s.Sent + s.Failed + s.Deferred + s.Unknown + s.Expired + s.Pending +
+	sum := s.Sent + s.Failed + s.Deferred + s.Unknown + s.Expired + s.Waiting + s.Pending +
 		s.Skipped.Invalid + s.Skipped.Duplicate + s.Skipped.Suppressed + s.Skipped.AlreadyDone
 	if sum != s.Total {
 		t.Errorf("summary does not add up: %d ≠ total %d: %s", sum, s.Total, s.JSON())

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/heraldmail/herald/campaign/journal"
 	"github.com/heraldmail/herald/providers"
@@ -120,7 +121,71 @@ func Validate(ctx context.Context, c *Campaign, store string, warn func(Warning)
 	if err != nil && !isConfigErr(err) {
 		err = &ConfigError{Err: fmt.Errorf("%w", err)}
 	}
+	if err == nil && warn != nil {
+		err = contentWarnings(ctx, c, warn, env)
+	}
 	return sum, err
+}
+
+// MaxAttachmentSize is the encoded size of a message's files above which `validate` warns
+// (most providers refuse messages of 25–40 MB; many mailboxes far less).
+const MaxAttachmentSize = 10 << 20
+
+// contentWarnings reports what does not stop a campaign but should be fixed: CSS that
+// cannot be inlined, per-recipient attachments that are missing or unreadable (with
+// their lines), and messages whose files exceed MaxAttachmentSize.
+func contentWarnings(ctx context.Context, c *Campaign, warn func(Warning), env Env) error {
+	src := &Source{Campaign: c, Now: env.Now}
+	cols, err := src.Columns()
+	if err != nil {
+		return err
+	}
+	rd, err := NewRenderer(ctx, c, cols, make([]byte, 32), env.Now)
+	if err != nil {
+		return err
+	}
+	for _, w := range rd.Warnings() {
+		warn(Warning{Reason: w})
+	}
+	encoded := func(n int64) int64 { return (n + 2) / 3 * 4 * 78 / 76 }
+	var shared int64
+	for _, p := range append(append([]string(nil), c.Attachments...), mapValues(c.Inline)...) {
+		if st, err := os.Stat(p); err == nil {
+			shared += encoded(st.Size())
+		}
+	}
+	if shared > MaxAttachmentSize {
+		warn(Warning{Reason: fmt.Sprintf("attachments: %.1f MB encoded in every message, over %d MB (most providers refuse 25–40 MB, many mailboxes less)",
+			float64(shared)/(1<<20), MaxAttachmentSize>>20)})
+	}
+	if rd.attCol < 0 {
+		return nil
+	}
+	_, err = src.Scan(ctx, func(rc *Recipient) error {
+		p, err := rd.RecipientAttachment(rc)
+		var ae *AttachmentError
+		switch {
+		case errors.As(err, &ae):
+			warn(Warning{Line: rc.Line, Reason: fmt.Sprintf("%s: attachment %s: %v (this recipient stays pending until the file is there)", rc.Email, ae.Path, ae.Err)})
+		case err != nil:
+			return err
+		case p != "":
+			if st, err := os.Stat(p); err == nil && shared+encoded(st.Size()) > MaxAttachmentSize {
+				warn(Warning{Line: rc.Line, Reason: fmt.Sprintf("%s: the message's files are %.1f MB encoded, over %d MB",
+					rc.Email, float64(shared+encoded(st.Size()))/(1<<20), MaxAttachmentSize>>20)})
+			}
+		}
+		return nil
+	})
+	return err
+}
+
+func mapValues(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
 }
 
 // renderFailure is the error of a run that could not render a recipient: a

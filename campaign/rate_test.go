@@ -34,7 +34,7 @@ func TestRateIsACeilingForAllWorkers(t *testing.T) {
 		}}
 		rec := newMemRecorder(-1)
 		p := pf.pipeline(prov, rec, 8)
-		p.Limiter = NewLimiter(20)
+		p.Pacer = NewPacer(20)
 		if err := p.Run(t.Context(), -1, pf.feed); err != nil {
 			t.Fatal(err)
 		}

@@ -26,12 +26,20 @@ type Summary struct {
 	Deferred int    `json:"deferred"`
 	Unknown  int    `json:"unknown"`
 	// Expired counts recipients not sent before not_after (never sent).
-	Expired    int     `json:"expired"`
-	Pending    int     `json:"pending"`
-	Skipped    Skipped `json:"skipped"`
-	DryRun     bool    `json:"dry_run"`
-	DurationMS int64   `json:"duration_ms"`
-	RatePerS   float64 `json:"rate_per_s"`
+	Expired int `json:"expired"`
+	Pending int `json:"pending"`
+	// Waiting counts deferred recipients, not deferred by this run, whose retry time
+	// has not come: a run now would not send them. FirstDue is when the first of the
+	// waiting ones (or of this run's deferred ones) is due, RFC 3339 ("" when none).
+	Waiting  int     `json:"waiting"`
+	FirstDue string  `json:"first_due,omitempty"`
+	Skipped  Skipped `json:"skipped"`
+	// FallbackSent counts the sent recipients that went through the fallback provider
+	// (`fallback:`); the others of Sent went through the primary.
+	FallbackSent int     `json:"fallback_sent,omitempty"`
+	DryRun       bool    `json:"dry_run"`
+	DurationMS   int64   `json:"duration_ms"`
+	RatePerS     float64 `json:"rate_per_s"`
 	// Stopped says why the run ended early: "interrupted", "fatal", "unreachable",
 	// "store" or "failing".
 	Stopped StopReason `json:"stopped,omitempty"`
@@ -158,7 +166,10 @@ func ProviderSpec(c *Campaign, env Env) providers.Spec {
 // CheckProvider validates the provider block without connecting; with secrets it also
 // checks that the secret variables are set.
 func CheckProvider(c *Campaign, env Env, secrets bool) error {
-	_, err := checkProvider(c, env, secrets)
+	if _, err := checkProvider(c, env, secrets); err != nil {
+		return err
+	}
+	_, err := checkFallback(c, env, secrets)
 	return err
 }
 
@@ -212,6 +223,9 @@ func Send(ctx context.Context, c *Campaign, o SendOptions, env Env) (sum *Summar
 	if err != nil {
 		return sum, err
 	}
+	if _, err := checkFallback(c, env, !o.DryRun); err != nil {
+		return sum, err
+	}
 	var store journal.Store
 	workers := c.Workers
 	if o.Workers > 0 {
@@ -261,7 +275,8 @@ func dryRun(ctx context.Context, src *Source, renderer *Renderer, sum *Summary) 
 		if rc.GiveUp {
 			return nil
 		}
-		if _, err := renderer.Message(ctx, rc); err != nil && renderErr == nil {
+		var ae *AttachmentError // listed by Validate; sending leaves that recipient pending
+		if _, err := renderer.Message(ctx, rc); err != nil && renderErr == nil && !errors.As(err, &ae) {
 			if ctx.Err() != nil {
 				return err // interrupted
 			}
@@ -270,7 +285,8 @@ func dryRun(ctx context.Context, src *Source, renderer *Renderer, sum *Summary) 
 		return nil
 	})
 	sum.Total, sum.Skipped = res.Total, res.Skipped
-	sum.Pending = res.ToSend + res.NotDue + res.GaveUp
+	sum.Pending = res.ToSend + res.GaveUp
+	sum.Waiting = res.NotDue
 	if err != nil {
 		return err
 	}
@@ -293,8 +309,21 @@ type run struct {
 	start    time.Time
 	// From the store's counts (count): due to send, unknown, waiting, suppressed, expired.
 	due, unknown, waiting, suppressed, expired int
+	// notDue counts the deferred recipients not yet due (count), firstDue the first
+	// of them; deferredLater is how many of them this run deferred.
+	notDue, deferredLater int
+	firstDue              time.Time
+	// fromStart: the primary could not be opened, the fallback sends everything.
+	fromStart bool
 	// gate is the sending policy's say on what may go now.
 	gate *gate
+}
+
+func (r *run) now() time.Time {
+	if r.env.Now != nil {
+		return r.env.Now()
+	}
+	return time.Now()
 }
 
 func (r *run) send(ctx context.Context) (err error) {
@@ -345,7 +374,7 @@ func (r *run) send(ctx context.Context) (err error) {
 		}
 		return err
 	}
-	if held, err := r.policy(ctx, jr); held || err != nil {
+	if held, err := r.policy(ctx, jr, plan.NotDue); held || err != nil {
 		return err
 	}
 	toSend := plan.ToSend
@@ -355,6 +384,12 @@ func (r *run) send(ctx context.Context) (err error) {
 	toSend = r.gate.fit(toSend)
 	if toSend == 0 && plan.GaveUp == 0 {
 		r.splitExpired(ctx)
+		sum.Waiting = plan.NotDue
+		if plan.NotDue > 0 {
+			if _, first, err := waitingRows(ctx, r.store, c.Name, r.now(), 0); err == nil {
+				sum.FirstDue = formatDue(first, c.Location)
+			}
+		}
 		sum.Pending = sum.rest()
 		return nil
 	}
@@ -390,7 +425,7 @@ func (r *run) send(ctx context.Context) (err error) {
 		}
 		return storeErr(ctx, err)
 	}
-	prov, err := r.open(ctx, &p)
+	prov, fallback, err := r.open(ctx, &p)
 	if err != nil {
 		return err
 	}
@@ -399,8 +434,8 @@ func (r *run) send(ctx context.Context) (err error) {
 	// The campaign's rate is a ceiling for all its live runs together: each takes an
 	// equal share, rebalanced as runs join and end. A run that joins others waits two
 	// rebalancing rounds first, so that their shares have shrunk before it sends.
-	limiter := NewLimiter(p.Rate)
-	share := &rateShare{run: jr, rate: p.Rate, limiter: limiter}
+	pacer := NewPacer(p.Rate)
+	share := &rateShare{run: jr, rate: p.Rate, pacer: pacer}
 	if n := share.update(ctx); n > 1 {
 		if !sleep(ctx, 2*shareEvery) {
 			return ctx.Err()
@@ -411,7 +446,7 @@ func (r *run) send(ctx context.Context) (err error) {
 
 	pl := &Pipeline{
 		Provider: prov, Renderer: r.renderer, Journal: jr,
-		Limiter: limiter, Workers: p.Workers, Retry: c.Retry,
+		Pacer: pacer, Domains: c.Domains, Fallback: fallback, Workers: p.Workers, Retry: c.Retry,
 		Now: env.Now, Grace: o.Grace, Warnf: env.Warnf, Counters: &Counters{},
 	}
 	r.gate.counters = pl.Counters
@@ -432,6 +467,11 @@ func (r *run) send(ctx context.Context) (err error) {
 	sum.Failed = int(pl.Counters.Failed.Load())
 	sum.Deferred = int(pl.Counters.Deferred.Load())
 	sum.Unknown = int(pl.Counters.Unknown.Load())
+	r.deferredLater = int(pl.Counters.DeferredLater.Load())
+	sum.FallbackSent = int(pl.Counters.ViaFallback.Load())
+	if r.fromStart {
+		sum.FallbackSent = sum.Sent
+	}
 	runErr = r.afterPolicy(ctx, jr, runErr)
 	if el := time.Since(sendStart).Seconds(); el > 0 {
 		sum.RatePerS = math.Round(float64(sum.Sent)/el*10) / 10
@@ -440,7 +480,9 @@ func (r *run) send(ctx context.Context) (err error) {
 		// This run's deferred rows are among the store's waiting ones; what the other
 		// counts leave was done before this run, or by other runs.
 		sum.Skipped.Suppressed = info.Suppressed + r.suppressed
-		sum.Pending = max(r.waiting-sum.Deferred, 0)
+		sum.Waiting = max(r.notDue-r.deferredLater, 0)
+		sum.FirstDue = formatDue(r.firstDue, c.Location)
+		sum.Pending = max(r.waiting-sum.Deferred-sum.Waiting, 0)
 		sum.Expired = r.expired
 		sum.Skipped.AlreadyDone = 0
 		sum.Skipped.AlreadyDone = max(sum.rest()-sum.Pending, 0)
@@ -547,18 +589,24 @@ func (r *run) count(ctx context.Context) error {
 	r.expired = counts[journal.Expired]
 	r.waiting = counts[journal.Pending] + counts[journal.Deferred] + counts[journal.Claimed] - supp
 	r.due = max(counts[journal.Pending]+counts[journal.Deferred]-supp, 0)
+	if counts[journal.Deferred] > 0 {
+		if r.notDue, r.firstDue, err = waitingRows(ctx, r.store, r.c.Name, r.now(), counts[journal.Deferred]); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
 // shareEvery is how often a run recomputes its share of the campaign's rate.
 const shareEvery = 200 * time.Millisecond
 
-// rateShare keeps a run's limiter at the campaign's rate divided by its live runs.
+// rateShare keeps a run's pacer's ceiling at the campaign's rate divided by its live
+// runs.
 type rateShare struct {
-	run     journal.Run
-	rate    float64
-	limiter *rate.Limiter
-	live    int
+	run   journal.Run
+	rate  float64
+	pacer *Pacer
+	live  int
 }
 
 // update sets the limiter for the current number of live runs and returns it.
@@ -569,9 +617,7 @@ func (s *rateShare) update(ctx context.Context) int {
 	}
 	if n != s.live {
 		s.live = n
-		l := NewLimiter(s.rate / float64(n))
-		s.limiter.SetBurst(l.Burst())
-		s.limiter.SetLimit(l.Limit())
+		s.pacer.SetCeiling(s.rate / float64(n))
 	}
 	return n
 }
@@ -606,7 +652,8 @@ func (r *run) rehearse(ctx context.Context, limit int) func(*Recipient) error {
 			return nil
 		}
 		n++
-		if _, err := r.renderer.Message(ctx, rc); err != nil {
+		var ae *AttachmentError // that recipient stays pending, the others go
+		if _, err := r.renderer.Message(ctx, rc); err != nil && !errors.As(err, &ae) {
 			if ctx.Err() != nil {
 				return err // interrupted
 			}
@@ -631,15 +678,32 @@ func storeErr(ctx context.Context, err error) error {
 }
 
 // open opens the provider and fits the plan to what it allows: the lower of the
-// campaign's and the provider's workers and rate.
-func (r *run) open(ctx context.Context, p *Plan) (providers.Provider, error) {
-	prov, err := r.reg.Open(ctx, ProviderSpec(r.c, r.env))
-	if err != nil {
-		var pe *providers.Error
-		if errors.As(err, &pe) {
-			return nil, &StopError{Reason: StopFatal, Err: err}
+// campaign's and the provider's workers and rate. With a `fallback:` it also returns
+// the fallback's opener for the pipeline; a primary that cannot be opened (a provider
+// error: refused, unreachable) gives way to the fallback from the start.
+func (r *run) open(ctx context.Context, p *Plan) (prov providers.Provider, fallback func(context.Context) (providers.Provider, error), err error) {
+	if r.c.FallbackKind != "" {
+		freg, err := checkFallback(r.c, r.env, false)
+		if err != nil {
+			return nil, nil, err
 		}
-		return nil, &ConfigError{Err: err}
+		fallback = func(ctx context.Context) (providers.Provider, error) {
+			return freg.Open(ctx, FallbackSpec(r.c, r.env))
+		}
+	}
+	prov, err = r.reg.Open(ctx, ProviderSpec(r.c, r.env))
+	var pe *providers.Error
+	if err != nil && errors.As(err, &pe) && fallback != nil {
+		r.env.warnf("%s cannot be opened (%v): the run goes through the fallback", r.c.ProviderKind, err)
+		prov, err = fallback(ctx)
+		fallback = nil
+		r.fromStart = true
+	}
+	if err != nil {
+		if errors.As(err, &pe) {
+			return nil, nil, &StopError{Reason: StopFatal, Err: err}
+		}
+		return nil, nil, &ConfigError{Err: err}
 	}
 	caps := prov.Capabilities()
 	if caps.MaxConcurrency > 0 && caps.MaxConcurrency < p.Workers {
@@ -655,7 +719,7 @@ func (r *run) open(ctx context.Context, p *Plan) (providers.Provider, error) {
 		}
 	}
 	p.Provider = prov.Name()
-	return prov, nil
+	return prov, fallback, nil
 }
 
 // withETA returns p with its ETA at its rate.
@@ -666,7 +730,7 @@ func (p Plan) withETA() Plan {
 
 // rest is what the other counts leave of Total: the rows not attempted in this run.
 func (s *Summary) rest() int {
-	return s.Total - s.Sent - s.Failed - s.Deferred - s.Unknown - s.Expired -
+	return s.Total - s.Sent - s.Failed - s.Deferred - s.Unknown - s.Expired - s.Waiting -
 		s.Skipped.Invalid - s.Skipped.Duplicate - s.Skipped.Suppressed - s.Skipped.AlreadyDone
 }
 

@@ -113,6 +113,15 @@ type Message struct {
 	// rendered (and, when configured, signed) it. Providers that accept raw MIME (SMTP,
 	// SES, Mandrill, file) send these bytes unchanged.
 	Raw []byte
+	// Attachments are the message's files (already in Raw), for the providers that build
+	// the message themselves: attachments, and inline images (ContentID set).
+	Attachments []Attachment
+}
+
+// Attachment is a file of a message.
+type Attachment struct {
+	Name, ContentType, ContentID string
+	Data                         []byte
 }
 
 // Header is one extra header field.

@@ -5,15 +5,12 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"net/mail"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
-
-	gomail "github.com/wneessen/go-mail"
 )
 
 // Limits that keep every header line within RFC 5322's 998 octets.
@@ -46,6 +43,15 @@ type BuilderOptions struct {
 	// NewID generates the local part of each Message-ID (nil: 128 random bits, base32
 	// lowercase, no padding).
 	NewID func() string
+	// ListID is the List-Id header (RFC 2919): "<id>" or "Label <id>"; a bare id is put
+	// in angle brackets. "" writes none.
+	ListID string
+	// FeedbackID is Gmail's Feedback-ID header ("a:b:c:SenderId"); "" writes none.
+	FeedbackID string
+	// Attachments go to every message, Inline files to every message with an HTML body
+	// (as multipart/related parts, each with a ContentID). They are encoded once here.
+	Attachments []Attachment
+	Inline      []Attachment
 }
 
 // Builder turns rendered messages into RFC 5322 messages. It validates the campaign's
@@ -58,8 +64,12 @@ type Builder struct {
 	extra    [][2]string
 	now      func() time.Time
 	newID    func() string
-	boundary string    // multipart boundary shared by the campaign's messages
+	boundary string    // multipart boundary shared by the campaign's flat messages
 	bufs     sync.Pool // *bytes.Buffer
+
+	fromHeader, replyToHeader string
+	listHeaders               [][2]string // List-Id, Feedback-ID
+	attachments, inline       []preparedPart
 }
 
 // Built is one message ready for a provider.
@@ -68,8 +78,9 @@ type Built struct {
 	Raw []byte
 	// MessageID is the Message-ID header value, "<id@from-domain>".
 	MessageID string
-	// Headers are the extra headers in order: List-Unsubscribe, List-Unsubscribe-Post,
-	// Precedence, then the campaign's (sorted by name). Values hold no CR or LF.
+	// Headers are the extra headers in order: List-Id and Feedback-ID when set,
+	// List-Unsubscribe, List-Unsubscribe-Post, Precedence, then the campaign's (sorted by
+	// name). Values hold no CR or LF.
 	Headers [][2]string
 }
 
@@ -78,7 +89,7 @@ func reserved(lower string) bool {
 	switch lower {
 	case "from", "to", "cc", "bcc", "reply-to", "sender", "subject", "date", "message-id",
 		"mime-version", "list-unsubscribe", "list-unsubscribe-post", "precedence",
-		"return-path":
+		"return-path", "list-id", "feedback-id":
 		return true
 	}
 	return strings.HasPrefix(lower, "content-")
@@ -131,9 +142,91 @@ func NewBuilder(o BuilderOptions) (*Builder, error) {
 	for _, name := range names {
 		b.extra = append(b.extra, [2]string{name, strings.TrimSpace(o.Headers[name])})
 	}
+	b.fromHeader = addressHeader(b.from.Address, b.from.Name)
+	if b.replyTo != nil {
+		b.replyToHeader = addressHeader(b.replyTo.Address, b.replyTo.Name)
+	}
+	if o.ListID != "" {
+		v, err := listIDHeader(o.ListID)
+		if err != nil {
+			return nil, err
+		}
+		b.listHeaders = append(b.listHeaders, [2]string{"List-Id", v})
+	}
+	if o.FeedbackID != "" {
+		v := strings.TrimSpace(o.FeedbackID)
+		if err := ValidateHeader("X-Feedback-ID", v); err != nil || !isASCII(v) || strings.ContainsAny(v, " \t") {
+			return nil, fmt.Errorf("feedback_id %q: want printable ASCII without spaces, e.g. campaign:list:acme:herald", o.FeedbackID)
+		}
+		b.listHeaders = append(b.listHeaders, [2]string{"Feedback-ID", v})
+	}
+	for _, a := range o.Attachments {
+		p, err := prepareAttachment(a)
+		if err != nil {
+			return nil, err
+		}
+		b.attachments = append(b.attachments, p)
+	}
+	for _, a := range o.Inline {
+		if a.ContentID == "" {
+			return nil, fmt.Errorf("inline %q: no content id", a.Name)
+		}
+		p, err := prepareAttachment(a)
+		if err != nil {
+			return nil, err
+		}
+		b.inline = append(b.inline, p)
+	}
 	b.boundary = newBoundary()
 	b.bufs.New = func() any { return new(bytes.Buffer) }
 	return b, nil
+}
+
+// listIDHeader checks and writes a List-Id value: "<id>", "id" or "Label <id>", where
+// id is a dot-atom such as november-news.acme.example. A label that is not plain ASCII is
+// written as encoded words, one with specials quoted.
+func listIDHeader(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	label, id := "", s
+	if i := strings.LastIndexByte(s, '<'); i >= 0 && strings.HasSuffix(s, ">") {
+		label, id = strings.TrimSpace(s[:i]), s[i+1:len(s)-1]
+	}
+	bad := func(why string) error {
+		return fmt.Errorf("list_id %q: %s (e.g. \"November news <november-news.acme.example>\")", s, why)
+	}
+	if id == "" || len(id) > 255 || strings.HasPrefix(id, ".") || strings.HasSuffix(id, ".") || strings.Contains(id, "..") {
+		return "", bad("the id must be a dot-separated name")
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-/=?^_`{|}~.", c) >= 0) {
+			return "", bad(fmt.Sprintf("the id may not hold %q", c))
+		}
+	}
+	if label == "" {
+		return "<" + id + ">", nil
+	}
+	if HeaderText(label) != label || len(label) > MaxDisplayName {
+		return "", bad("the label must be one line of at most 256 octets")
+	}
+	if needsQEncoding(label) {
+		return qEncode(label, 78-len("List-Id: ")) + " <" + id + ">", nil
+	}
+	return phrase(label) + " <" + id + ">", nil
+}
+
+// phrase writes ASCII text as an RFC 5322 phrase: as it is when it is atoms separated
+// by single spaces, else as a quoted string.
+func phrase(s string) string {
+	plain := !strings.Contains(s, "  ")
+	for i := 0; i < len(s) && plain; i++ {
+		c := s[i]
+		plain = c == ' ' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			strings.IndexByte("!#$%&'*+-/=?^_`{|}~", c) >= 0
+	}
+	if plain {
+		return s
+	}
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
 }
 
 func parseAddress(what, s string) (*mail.Address, error) {
@@ -195,20 +288,16 @@ func (b *Builder) From() string { return b.from.String() }
 
 // Build renders one message. toAddr is the bare recipient address, toName its display
 // name (may be empty, may hold quotes, commas, non-ASCII), unsubURL the https
-// unsubscribe URL. r must have a text or an HTML body.
+// unsubscribe URL. r must have a text or an HTML body; its Attachments are added to the
+// campaign's.
+//
+// The structure is the simplest that carries the parts: a single text or HTML part;
+// multipart/alternative for both; multipart/related around the HTML and its inline
+// files; multipart/mixed around the body and its attachments.
 func (b *Builder) Build(r Rendered, toAddr, toName, unsubURL string) (Built, error) {
 	to, err := mail.ParseAddress(toAddr)
 	if err != nil || to.Name != "" || !strings.Contains(to.Address, "@") {
 		return Built{}, fmt.Errorf("building message: recipient %q is not a bare address", toAddr)
-	}
-	to.Name = displayName(toName)
-	if to.Name != "" && !isASCII(to.Name) && !roundTrips(to) {
-		// net/mail writes some non-ASCII names (with a backslash) as encoded words it
-		// cannot read back; such a name loses its backslashes, or else is left out.
-		to.Name = strings.TrimSpace(strings.ReplaceAll(to.Name, `\`, ""))
-		if !roundTrips(to) {
-			to.Name = ""
-		}
 	}
 	if err := checkUnsubURL(unsubURL); err != nil {
 		return Built{}, err
@@ -223,54 +312,44 @@ func (b *Builder) Build(r Rendered, toAddr, toName, unsubURL string) (Built, err
 	}
 	id := "<" + b.newID() + "@" + b.domain + ">"
 
-	m := gomail.NewMsg(gomail.WithNoDefaultUserAgent())
-	m.FromMailAddress(b.from)
-	m.ToMailAddress(to)
-	if b.replyTo != nil {
-		m.ReplyToMailAddress(b.replyTo)
-	}
-	m.Subject(subjectHeader(r.Subject))
-	m.SetDateWithValue(b.now())
-	m.SetGenHeader(gomail.HeaderMessageID, id)
-	m.SetGenHeader(gomail.HeaderPrecedence, "bulk")
-	m.SetGenHeader(gomail.HeaderListUnsubscribePost, "List-Unsubscribe=One-Click")
-	// The only preformatted header (go-mail writes those in map order): folded between
-	// its URIs so that a long URL keeps the line under 998 octets.
-	m.SetGenHeaderPreformatted(gomail.HeaderListUnsubscribe, strings.Replace(listUnsub, ", ", ",\r\n ", 1))
-	for _, h := range b.extra {
-		m.SetGenHeader(gomail.Header(h[0]), h[1])
-	}
-
 	text, html := validUTF8(r.Text), validUTF8(r.HTML)
-	boundary := b.boundary
-	if strings.Contains(text, boundary) || strings.Contains(html, boundary) {
-		boundary = newBoundary() // the body shows the campaign's boundary: use a fresh one
-	}
-	m.SetBoundary(boundary)
-	if text != "" {
-		body, enc := partBody(text)
-		m.SetBodyWriter(gomail.TypeTextPlain, stringWriter(body), gomail.WithPartEncoding(enc))
-	}
-	if html != "" {
-		body, enc := partBody(html)
-		if text != "" {
-			m.AddAlternativeWriter(gomail.TypeTextHTML, stringWriter(body), gomail.WithPartEncoding(enc))
-		} else {
-			m.SetBodyWriter(gomail.TypeTextHTML, stringWriter(body), gomail.WithPartEncoding(enc))
-		}
+	body, err := b.body(text, html, r.Attachments)
+	if err != nil {
+		return Built{}, fmt.Errorf("building message for %s: %w", toAddr, err)
 	}
 
 	buf := b.bufs.Get().(*bytes.Buffer)
 	defer b.bufs.Put(buf)
 	buf.Reset()
-	buf.Grow(len(text) + len(html) + len(text)/8 + len(html)/8 + 2048)
-	if _, err := m.WriteTo(buf); err != nil {
-		return Built{}, fmt.Errorf("building message for %s: %w", toAddr, err)
+	buf.Grow(body.size() + 2048)
+
+	writeHeader(buf, "From", b.fromHeader)
+	writeHeader(buf, "To", addressHeader(to.Address, toName))
+	if b.replyTo != nil {
+		writeHeader(buf, "Reply-To", b.replyToHeader)
 	}
+	writeHeader(buf, "Subject", subjectHeader(r.Subject))
+	writeHeader(buf, "Date", b.now().Format(time.RFC1123Z))
+	writeHeader(buf, "Message-ID", id)
+	writeHeader(buf, "MIME-Version", "1.0")
+	for _, h := range b.listHeaders {
+		writeHeader(buf, h[0], h[1])
+	}
+	writeHeader(buf, "List-Unsubscribe", listUnsub)
+	writeHeader(buf, "List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
+	writeHeader(buf, "Precedence", "bulk")
+	for _, h := range b.extra {
+		writeHeader(buf, h[0], h[1])
+	}
+	buf.WriteString(body.contentHeader())
+	buf.WriteString("\r\n")
+	body.writeBody(buf)
+
 	raw := make([]byte, buf.Len())
 	copy(raw, buf.Bytes())
 
-	headers := make([][2]string, 0, 3+len(b.extra))
+	headers := make([][2]string, 0, 5+len(b.extra))
+	headers = append(headers, b.listHeaders...)
 	headers = append(headers,
 		[2]string{"List-Unsubscribe", listUnsub},
 		[2]string{"List-Unsubscribe-Post", "List-Unsubscribe=One-Click"},
@@ -279,33 +358,87 @@ func (b *Builder) Build(r Rendered, toAddr, toName, unsubURL string) (Built, err
 	return Built{Raw: raw, MessageID: id, Headers: headers}, nil
 }
 
-// partBody chooses a body part's transfer encoding. A body of printable US-ASCII whose
-// lines fit in 998 octets needs no encoding: it goes out as it is, with CRLF line ends
-// (quoted-printable would cost a pass over every byte of every message for nothing).
-// Anything else is quoted-printable. go-mail writes an unencoded part only under the
-// "8bit" label (its "7bit" still encodes); 7-bit content under that label is valid.
-func partBody(s string) (string, gomail.Encoding) {
-	crlf := true
-	for rest := s; len(rest) > 0; {
-		line := rest
-		if i := strings.IndexByte(rest, '\n'); i >= 0 {
-			line, rest = rest[:i], rest[i+1:]
-			if strings.HasSuffix(line, "\r") {
-				line = line[:len(line)-1]
-			} else {
-				crlf = false
-			}
+// body assembles the MIME structure of a message.
+func (b *Builder) body(text, html string, own []Attachment) (*entity, error) {
+	var content *entity
+	var leaves []*entity
+	if text != "" {
+		p := textPart("text/plain", text)
+		leaves = append(leaves, &entity{leaf: &p})
+	}
+	var htmlEntity *entity
+	if html != "" {
+		p := textPart("text/html", html)
+		htmlEntity = &entity{leaf: &p}
+		leaves = append(leaves, htmlEntity)
+	}
+	nested := (len(b.inline) > 0 && htmlEntity != nil) || len(b.attachments) > 0 || len(own) > 0
+
+	// One boundary shared by the campaign's flat messages (no random draw per message);
+	// nested messages get fresh ones, a different one at each level.
+	base := b.boundary
+	if nested || strings.Contains(text, base) || strings.Contains(html, base) {
+		base = newBoundary()
+	}
+	if len(leaves) == 2 {
+		content = &entity{subtype: "alternative", boundary: base, parts: leaves}
+		if nested {
+			content.boundary = "alt-" + base
+		}
+	} else {
+		content = leaves[0]
+	}
+	if len(b.inline) > 0 && htmlEntity != nil {
+		rel := &entity{subtype: "related", boundary: "rel-" + base}
+		if len(leaves) == 2 {
+			// text and (HTML + its images): the related part replaces the HTML leaf.
+			rel.parts = append(rel.parts, htmlEntity)
+			content.parts[1] = rel
 		} else {
-			rest = ""
+			rel.parts = append(rel.parts, content)
+			content = rel
 		}
-		if len(line) > 998-2 || !printableASCII(line) {
-			return s, gomail.EncodingQP
+		for i := range b.inline {
+			rel.parts = append(rel.parts, &entity{leaf: &b.inline[i]})
 		}
 	}
-	if !crlf {
-		s = toCRLF(s)
+	if len(b.attachments) > 0 || len(own) > 0 {
+		mixed := &entity{subtype: "mixed", boundary: "mix-" + base, parts: []*entity{content}}
+		for i := range b.attachments {
+			mixed.parts = append(mixed.parts, &entity{leaf: &b.attachments[i]})
+		}
+		for _, a := range own {
+			p, err := prepareAttachment(a)
+			if err != nil {
+				return nil, err
+			}
+			mixed.parts = append(mixed.parts, &entity{leaf: &p})
+		}
+		content = mixed
 	}
-	return s, gomail.NoEncoding
+	return content, nil
+}
+
+// addressHeader writes an address with its display name: as it is when it is plain
+// ASCII, quoted when it needs quoting, as RFC 2047 encoded words when it is not ASCII or
+// holds "=?" (list data must not pass off an encoded word of its own).
+func addressHeader(addr, name string) string {
+	name = displayName(name)
+	if name == "" {
+		return "<" + addr + ">"
+	}
+	a := &mail.Address{Name: name, Address: addr}
+	if needsQEncoding(name) {
+		s := qEncode(name, 78-len("Reply-To: ")) + " <" + addr + ">"
+		if got, err := mail.ParseAddress(s); err == nil && got.Name == name && got.Address == addr {
+			return s
+		}
+		return "<" + addr + ">"
+	}
+	if !roundTrips(a) {
+		return "<" + addr + ">"
+	}
+	return a.String()
 }
 
 // toCRLF ends every line of s with CRLF (s has no bare CR).
@@ -361,13 +494,6 @@ func printableBytes(s string) bool {
 	return true
 }
 
-func stringWriter(s string) func(io.Writer) (int64, error) {
-	return func(w io.Writer) (int64, error) {
-		n, err := io.WriteString(w, s)
-		return int64(n), err
-	}
-}
-
 // checkUnsubURL accepts an https URL of printable ASCII without <, > or quotes that fits
 // a List-Unsubscribe line.
 func checkUnsubURL(u string) error {
@@ -404,58 +530,14 @@ func displayName(s string) string {
 	return strings.TrimSpace(s[:cut])
 }
 
-// subjectHeader cleans a subject. go-mail folds header values at spaces and encodes
-// non-ASCII text as RFC 2047 words; a plain ASCII run too long for one line is encoded
-// here so that it folds too.
+// subjectHeader cleans a subject and writes it as RFC 2047 encoded words when it is not
+// plain ASCII, has a run too long to fold, or holds "=?".
 func subjectHeader(s string) string {
 	s = HeaderText(s)
-	if !isASCII(s) {
-		return s
-	}
-	for _, w := range strings.Fields(s) {
-		if len(w) > maxWord {
-			return forceQEncode(s)
-		}
+	if needsQEncoding(s) {
+		return qEncode(s, 78-len("Subject: "))
 	}
 	return s
-}
-
-// forceQEncode writes ASCII s as RFC 2047 Q-encoded words of at most 75 octets,
-// separated by spaces.
-func forceQEncode(s string) string {
-	const prefix, suffix = "=?utf-8?q?", "?="
-	const max = 75 - len(prefix) - len(suffix)
-	var out, word strings.Builder
-	flush := func() {
-		if word.Len() == 0 {
-			return
-		}
-		if out.Len() > 0 {
-			out.WriteByte(' ')
-		}
-		out.WriteString(prefix)
-		out.WriteString(word.String())
-		out.WriteString(suffix)
-		word.Reset()
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		var enc string
-		switch {
-		case c == ' ':
-			enc = "_"
-		case c == '=' || c == '?' || c == '_' || c < ' ' || c > '~':
-			enc = fmt.Sprintf("=%02X", c)
-		default:
-			enc = string(c)
-		}
-		if word.Len()+len(enc) > max {
-			flush()
-		}
-		word.WriteString(enc)
-	}
-	flush()
-	return out.String()
 }
 
 func validUTF8(s string) string {

@@ -28,6 +28,8 @@ import (
 	"sync"
 	texttemplate "text/template"
 	"unicode/utf8"
+
+	"github.com/yuin/goldmark"
 )
 
 // Built-in data keys. The caller sets them in the data map of every recipient; they win
@@ -36,6 +38,10 @@ const (
 	KeyEmail          = "Email"
 	KeyUnsubscribeURL = "UnsubscribeURL"
 	KeyCampaign       = "Campaign"
+	// KeyBody and KeySubject are what a layout sees besides the recipient's data: the
+	// rendered HTML body and the subject.
+	KeyBody    = "Body"
+	KeySubject = "Subject"
 )
 
 // Names used in errors for templates that do not come from a file.
@@ -61,6 +67,16 @@ type Sources struct {
 	// ToName is an optional text/template for the To display name ("" = the `name`
 	// column if present).
 	ToName string
+	// Markdown is a text/template of a Markdown body ("" if none), instead of HTML and
+	// Text: both parts come from it. MarkdownFile is its file name, used in errors.
+	Markdown, MarkdownFile string
+	// Layout is an html/template frame for the HTML body ("" if none): it shows the body
+	// with {{ .Body }} or {{ template "body" . }} and may use the recipient's data and
+	// {{ .Subject }}. A Markdown body without a layout gets a small built-in one.
+	Layout, LayoutFile string
+	// InlineCSS moves the HTML's <style> rules into style attributes: nil means on when
+	// the HTML has a <style> element.
+	InlineCSS *bool
 }
 
 // Rendered is one recipient's rendered message parts.
@@ -73,6 +89,9 @@ type Rendered struct {
 	HTML string
 	// ToName is the To display name, trimmed and free of control characters; may be "".
 	ToName string
+	// Attachments are this recipient's own files (the caller sets them), added to the
+	// campaign's by Build.
+	Attachments []Attachment
 }
 
 // Set is the parsed templates of one campaign; parse once, render many. It is safe for
@@ -84,6 +103,21 @@ type Set struct {
 	toName  *texttemplate.Template
 
 	textFile, htmlFile string
+
+	md         *texttemplate.Template
+	mdFile     string
+	markdown   goldmark.Markdown
+	layout     *htmltemplate.Template
+	layoutFile string
+	css        *cssInliner // nil: no inlining
+	warnings   []string
+
+	// CSS inlined once into the template source (see prepareCSS): until then, or when
+	// that is not safe, every message is inlined on its own.
+	htmlSrc, layoutSrc string
+	cssPrepared        bool
+	cssPerMessage      bool
+	mdTags             *strings.Replacer // the layout's styles for a Markdown body's tags
 
 	// refs are the data keys each template reads at top level, found once by Parse.
 	refs []ref
@@ -164,8 +198,15 @@ func Parse(src Sources) (*Set, error) {
 		htmlFile: fileName(src.HTMLFile, "html template"),
 	}
 	s.bufs.New = func() any { return new(bytes.Buffer) }
-	if strings.TrimSpace(src.HTML) == "" && strings.TrimSpace(src.Text) == "" {
-		return nil, errors.New("templates: no body: give an html or a text template (or both)")
+	md := strings.TrimSpace(src.Markdown) != ""
+	if strings.TrimSpace(src.HTML) == "" && strings.TrimSpace(src.Text) == "" && !md {
+		return nil, errors.New("templates: no body: give a markdown, html or text template")
+	}
+	if md && (src.HTML != "" || src.Text != "") {
+		return nil, errors.New("templates: a markdown body replaces the html and text templates: give one or the other")
+	}
+	if src.Layout != "" && src.HTML == "" && !md {
+		return nil, errors.New("templates: a layout frames an html or markdown body; this campaign has neither")
 	}
 	var err error
 	if s.subject, err = parseText(subjectName, src.Subject); err != nil {
@@ -185,6 +226,47 @@ func Parse(src Sources) (*Set, error) {
 		}
 		s.refs = append(s.refs, htmlRefs(s.html)...)
 	}
+	if md {
+		s.mdFile = fileName(src.MarkdownFile, "markdown template")
+		if s.md, err = parseMarkdownTemplate(s.mdFile, src.Markdown); err != nil {
+			return nil, err
+		}
+		s.refs = append(s.refs, textRefs(s.md)...)
+		s.markdown = newMarkdown()
+	}
+	layout, layoutFile := src.Layout, fileName(src.LayoutFile, "layout")
+	if layout == "" && md {
+		layout, layoutFile = builtinLayout, "built-in layout"
+	}
+	if layout != "" {
+		s.layoutFile = layoutFile
+		if s.layout, err = parseLayout(layoutFile, layout); err != nil {
+			return nil, err
+		}
+		for _, r := range htmlRefs(s.layout) {
+			if r.key != KeyBody && r.key != KeySubject {
+				s.refs = append(s.refs, r)
+			}
+		}
+		if !strings.Contains(layout, ".Body") && !strings.Contains(layout, `template "body"`) {
+			return nil, fmt.Errorf("%s: the layout never shows the body: put {{ .Body }} (or {{ template \"body\" . }}) where it goes", layoutFile)
+		}
+	}
+	styled := src.HTML
+	if layout != "" {
+		styled = layout
+	}
+	s.htmlSrc, s.layoutSrc = src.HTML, layout
+	if src.InlineCSS != nil && *src.InlineCSS || src.InlineCSS == nil && hasStyleElement(styled) {
+		s.css = newCSSInliner()
+		s.cssPerMessage = true
+		if layout != "" {
+			s.warnings = append(s.warnings, cssWarnings(layoutFile, layout)...)
+		}
+		if src.HTML != "" {
+			s.warnings = append(s.warnings, cssWarnings(s.htmlFile, src.HTML)...)
+		}
+	}
 	if src.ToName != "" {
 		if s.toName, err = parseText(toNameName, src.ToName); err != nil {
 			return nil, err
@@ -193,6 +275,86 @@ func Parse(src Sources) (*Set, error) {
 	}
 	return s, nil
 }
+
+// parseLayout parses a layout and gives it a "body" template showing {{ .Body }} unless
+// it defines one.
+func parseLayout(file, src string) (*htmltemplate.Template, error) {
+	t, err := htmltemplate.New(file).Option("missingkey=error").Parse(src)
+	if err != nil {
+		return nil, templateError(file, err)
+	}
+	if t.Lookup("body") == nil {
+		if _, err := t.New("body").Parse("{{ .Body }}"); err != nil {
+			return nil, templateError(file, err)
+		}
+	}
+	return t, nil
+}
+
+// prepareCSS inlines the CSS once into the template source when that gives the same
+// message as inlining each message (checked on the sample data of Check); a Markdown
+// body's tags get the layout's styles by replacement (see mdProbe). Otherwise every
+// message is inlined on its own.
+func (s *Set) prepareCSS(data map[string]string) {
+	if s.css == nil || s.cssPrepared {
+		return
+	}
+	s.cssPrepared = true
+	want, err := s.Render(data)
+	if err != nil {
+		return
+	}
+	styled := s.htmlSrc
+	if s.layout != nil {
+		styled = s.layoutSrc
+	}
+	inl, ok := s.css.inlineSource(styled)
+	if !ok {
+		return
+	}
+	oldHTML, oldLayout := s.html, s.layout
+	if s.layout != nil {
+		if s.md != nil {
+			if !probeSafe(s.layoutSrc) {
+				return
+			}
+			// The Markdown body's tags get the layout's styles by replacement.
+			ld := make(map[string]any, len(data)+2)
+			for k, v := range data {
+				ld[k] = v
+			}
+			ld[KeyBody] = htmltemplate.HTML(mdProbe)
+			ld[KeySubject] = want.Subject
+			var b strings.Builder
+			if err := s.layout.Execute(&b, ld); err != nil {
+				return
+			}
+			probe, err := s.css.inline(b.String())
+			if err != nil {
+				return
+			}
+			s.mdTags = tagReplacer(probe)
+		}
+		if s.layout, err = parseLayout(s.layoutFile, inl); err != nil {
+			s.layout, s.mdTags = oldLayout, nil
+			return
+		}
+	} else {
+		if s.html, err = htmltemplate.New(s.htmlFile).Option("missingkey=error").Parse(inl); err != nil {
+			s.html = oldHTML
+			return
+		}
+	}
+	s.cssPerMessage = false
+	got, err := s.Render(data)
+	if err != nil || normalizeHTML(got.HTML) != normalizeHTML(want.HTML) || got.Text != want.Text {
+		s.html, s.layout, s.mdTags, s.cssPerMessage = oldHTML, oldLayout, nil, true
+	}
+}
+
+// CSSPerMessage reports whether the CSS is inlined into every message (true) or was
+// inlined once into the templates (false, also when there is nothing to inline).
+func (s *Set) CSSPerMessage() bool { return s.css != nil && s.cssPerMessage }
 
 func parseText(name, src string) (*texttemplate.Template, error) {
 	t, err := texttemplate.New(name).Option("missingkey=error").Parse(src)
@@ -213,7 +375,8 @@ func (s *Set) HasText() bool { return s.text != nil }
 // built-ins. It returns an error naming the missing column and the template file
 // (`template.html:3: no column "frist_name" in the list (columns: email, first_name)`),
 // or the refusal when a body part never shows the UnsubscribeURL. With only HTML, the
-// derived text must keep the link URL.
+// derived text must keep the link URL. Check also decides, on its sample data, whether
+// the CSS can be inlined once into the templates (call it before rendering concurrently).
 func (s *Set) Check(columns []string) error {
 	have := make(map[string]bool, len(columns)+3)
 	data := make(map[string]string, len(columns)+3)
@@ -242,18 +405,30 @@ func (s *Set) Check(columns []string) error {
 	if err != nil {
 		return err
 	}
+	if s.md != nil && !strings.Contains(out.HTML, checkUnsubscribeURL) {
+		file := s.mdFile
+		if s.layoutFile != "" && s.layoutFile != "built-in layout" {
+			file += " (or " + s.layoutFile + ")"
+		}
+		return fmt.Errorf("%s never shows {{ .UnsubscribeURL }}: %w", file, ErrNoUnsubscribeLink)
+	}
 	if s.text != nil && !strings.Contains(out.Text, checkUnsubscribeURL) {
 		return fmt.Errorf("%s never shows {{ .UnsubscribeURL }}: %w", s.textFile, ErrNoUnsubscribeLink)
 	}
 	if s.html != nil {
 		if !strings.Contains(out.HTML, checkUnsubscribeURL) {
-			return fmt.Errorf("%s never shows {{ .UnsubscribeURL }}: %w", s.htmlFile, ErrNoUnsubscribeLink)
+			file := s.htmlFile
+			if s.layoutFile != "" {
+				file += " (or " + s.layoutFile + ")"
+			}
+			return fmt.Errorf("%s never shows {{ .UnsubscribeURL }}: %w", file, ErrNoUnsubscribeLink)
 		}
 		if s.text == nil && !strings.Contains(out.Text, checkUnsubscribeURL) {
 			return fmt.Errorf("%s: the text part derived from it loses {{ .UnsubscribeURL }} (put it in an <a href> or in the text): %w",
 				s.htmlFile, ErrNoUnsubscribeLink)
 		}
 	}
+	s.prepareCSS(data)
 	return nil
 }
 
@@ -281,7 +456,7 @@ func (s *Set) RenderContext(ctx context.Context, data map[string]string) (Render
 
 	exec := func(file string, t interface {
 		Execute(io.Writer, any) error
-	}) (string, error) {
+	}, data any) (string, error) {
 		buf.Reset()
 		max := MaxBodyOutput
 		if file == subjectName || file == toNameName {
@@ -301,24 +476,66 @@ func (s *Set) RenderContext(ctx context.Context, data map[string]string) (Render
 	}
 
 	var err error
-	if out.Subject, err = exec(subjectName, s.subject); err != nil {
+	if out.Subject, err = exec(subjectName, s.subject, data); err != nil {
 		return Rendered{}, err
 	}
 	out.Subject = HeaderText(out.Subject)
 	if s.html != nil {
-		if out.HTML, err = exec(s.htmlFile, s.html); err != nil {
+		if out.HTML, err = exec(s.htmlFile, s.html, data); err != nil {
 			return Rendered{}, err
 		}
 	}
-	if s.text != nil {
-		if out.Text, err = exec(s.textFile, s.text); err != nil {
+	if s.md != nil {
+		mdData := make(map[string]any, len(data))
+		for k, v := range data {
+			mdData[k] = v
+		}
+		if u, ok := data[KeyUnsubscribeURL]; ok {
+			mdData[KeyUnsubscribeURL] = mdSafe(u)
+		}
+		src, err := exec(s.mdFile, s.md, mdData)
+		if err != nil {
 			return Rendered{}, err
 		}
-	} else {
+		if out.HTML, out.Text, err = renderMarkdown(s.markdown, []byte(src)); err != nil {
+			return Rendered{}, fmt.Errorf("%s: %w", s.mdFile, err)
+		}
+	}
+	if s.mdTags != nil && !s.cssPerMessage {
+		out.HTML = s.mdTags.Replace(out.HTML)
+	}
+	if s.layout != nil {
+		ld := make(map[string]any, len(data)+2)
+		for k, v := range data {
+			ld[k] = v
+		}
+		ld[KeyBody] = htmltemplate.HTML(out.HTML)
+		ld[KeySubject] = out.Subject
+		if out.HTML, err = exec(s.layoutFile, s.layout, ld); err != nil {
+			return Rendered{}, err
+		}
+	}
+	if s.css != nil && s.cssPerMessage && out.HTML != "" {
+		if out.HTML, err = s.css.inline(out.HTML); err != nil {
+			return Rendered{}, fmt.Errorf("inlining CSS: %w", err)
+		}
+	}
+	switch {
+	case s.text != nil:
+		if out.Text, err = exec(s.textFile, s.text, data); err != nil {
+			return Rendered{}, err
+		}
+	case s.md != nil:
+		// The text part comes from the Markdown; an unsubscribe link that only the
+		// layout shows (Check makes sure the HTML has it) gets a line of its own.
+		if u := data[KeyUnsubscribeURL]; u != "" && !strings.Contains(out.Text, u) {
+			out.Text += "\n--\nUnsubscribe: " + u + "\n"
+		}
+	default:
 		out.Text = DeriveText(out.HTML)
 	}
 	if s.toName != nil {
-		if out.ToName, err = exec(toNameName, s.toName); err != nil {
+		if out.ToName, err = exec(toNameName, s.toName, data); err != nil {
 			return Rendered{}, err
 		}
 	} else {
@@ -327,6 +544,10 @@ func (s *Set) RenderContext(ctx context.Context, data map[string]string) (Render
 	out.ToName = HeaderText(out.ToName)
 	return out, nil
 }
+
+// Warnings are problems found when parsing that do not stop a campaign: CSS that
+// inlining cannot carry over.
+func (s *Set) Warnings() []string { return s.warnings }
 
 // nameColumn is the default To display name: the `name` column, matched
 // case-insensitively, or "".

@@ -21,12 +21,14 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 )
 
-// Mailbox is a source of messages. It only reads: nothing is deleted, moved or flagged
-// (a second run reads the same mail and, the journal being idempotent, changes nothing).
+// Mailbox is a source of messages. By default it only reads: nothing is deleted, moved
+// or flagged (a second run reads the same mail and, the journal being idempotent, changes
+// nothing). IMAP and Maildir mailboxes can move what was processed to another folder.
 type Mailbox interface {
-	// Each calls fn with the raw bytes of every message, in mailbox order; an error
+	// Each calls fn with the raw bytes of every message, in mailbox order; fn reports
+	// whether it processed the message (a mailbox set to move moves those); an error
 	// from fn stops it.
-	Each(ctx context.Context, fn func(raw []byte) error) error
+	Each(ctx context.Context, fn func(raw []byte) (processed bool, err error)) error
 	// String names the mailbox for messages (never with a password).
 	String() string
 }
@@ -35,21 +37,35 @@ type Mailbox interface {
 const maxMessage = 32 << 20
 
 // Maildir reads the messages of a Maildir folder (new/ and cur/).
-type Maildir string
+type Maildir struct {
+	Dir string
+	// MoveTo, when set, is a Maildir++ subfolder (DIR/.MoveTo) that processed messages
+	// are moved into.
+	MoveTo string
+}
 
-func (m Maildir) String() string { return "maildir " + string(m) }
+func (m Maildir) String() string { return "maildir " + m.Dir }
 
 // Each reads new/ then cur/, each in name order (delivery time first).
-func (m Maildir) Each(ctx context.Context, fn func([]byte) error) error {
+func (m Maildir) Each(ctx context.Context, fn func([]byte) (bool, error)) error {
 	found := false
+	var dest string
+	if m.MoveTo != "" {
+		dest = filepath.Join(m.Dir, "."+m.MoveTo)
+		for _, sub := range []string{"new", "cur", "tmp"} {
+			if err := os.MkdirAll(filepath.Join(dest, sub), 0o700); err != nil {
+				return fmt.Errorf("maildir %s: %w", m.Dir, err)
+			}
+		}
+	}
 	for _, sub := range []string{"new", "cur"} {
-		dir := filepath.Join(string(m), sub)
+		dir := filepath.Join(m.Dir, sub)
 		entries, err := os.ReadDir(dir)
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("maildir %s: %w", m, err)
+			return fmt.Errorf("%s: %w", m, err)
 		}
 		found = true
 		names := make([]string, 0, len(entries))
@@ -68,15 +84,21 @@ func (m Maildir) Each(ctx context.Context, fn func([]byte) error) error {
 				continue // moved to cur/ or deleted meanwhile
 			}
 			if err != nil {
-				return fmt.Errorf("maildir %s: %w", m, err)
+				return fmt.Errorf("%s: %w", m, err)
 			}
-			if err := fn(raw); err != nil {
+			done, err := fn(raw)
+			if err != nil {
 				return err
+			}
+			if done && dest != "" {
+				if err := os.Rename(filepath.Join(dir, n), filepath.Join(dest, "cur", n)); err != nil {
+					return fmt.Errorf("%s: move: %w", m, err)
+				}
 			}
 		}
 	}
 	if !found {
-		return fmt.Errorf("maildir %s: no new/ or cur/ folder: not a Maildir", m)
+		return fmt.Errorf("%s: no new/ or cur/ folder: not a Maildir", m)
 	}
 	return nil
 }
@@ -96,7 +118,7 @@ type Mbox string
 func (m Mbox) String() string { return "mbox " + string(m) }
 
 // Each splits the file at its "From " separator lines.
-func (m Mbox) Each(ctx context.Context, fn func([]byte) error) error {
+func (m Mbox) Each(ctx context.Context, fn func([]byte) (bool, error)) error {
 	f, err := os.Open(string(m))
 	if err != nil {
 		return fmt.Errorf("mbox: %w", err)
@@ -114,7 +136,8 @@ func (m Mbox) Each(ctx context.Context, fn func([]byte) error) error {
 		if len(bytes.TrimSpace(raw)) == 0 {
 			return nil
 		}
-		return fn(append([]byte(nil), raw...))
+		_, err := fn(append([]byte(nil), raw...))
+		return err
 	}
 	for {
 		line, err := br.ReadBytes('\n')
@@ -237,11 +260,16 @@ func isLoopback(host string) bool {
 }
 
 // IMAP is a Remote read over IMAP.
-type IMAP struct{ *Remote }
+type IMAP struct {
+	*Remote
+	// MoveTo, when set, is the folder processed messages are moved to (created if
+	// needed; MOVE, or COPY + \Deleted + EXPUNGE where the server has no MOVE).
+	MoveTo string
+}
 
-// Each logs in, selects the folder (INBOX when the URL has none) read-only, and fetches
-// every message with BODY.PEEK[] (nothing is marked \Seen).
-func (m IMAP) Each(ctx context.Context, fn func([]byte) error) error {
+// Each logs in, selects the folder (INBOX when the URL has none; read-only unless
+// moving), and fetches every message with BODY.PEEK[] (nothing is marked \Seen).
+func (m IMAP) Each(ctx context.Context, fn func([]byte) (bool, error)) error {
 	opts := &imapclient.Options{TLSConfig: m.tlsConfig(), Dialer: &net.Dialer{Timeout: m.timeout()}}
 	addr := m.addr(map[string]string{"imap": "143", "imaps": "993"})
 	var c *imapclient.Client
@@ -267,23 +295,29 @@ func (m IMAP) Each(ctx context.Context, fn func([]byte) error) error {
 	if folder == "" {
 		folder = "INBOX"
 	}
-	sel, err := c.Select(folder, &imap.SelectOptions{ReadOnly: true}).Wait()
+	sel, err := c.Select(folder, &imap.SelectOptions{ReadOnly: m.MoveTo == ""}).Wait()
 	if err != nil {
 		return fmt.Errorf("imap %s: select %s: %w", m, folder, err)
 	}
 	if sel.NumMessages > 0 {
 		var set imap.SeqSet
 		set.AddRange(1, sel.NumMessages)
-		cmd := c.Fetch(set, &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{{Peek: true}}})
+		var done imap.UIDSet
+		cmd := c.Fetch(set, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{{Peek: true}}})
 		for {
 			msg := cmd.Next()
 			if msg == nil {
 				break
 			}
+			var uid imap.UID
 			for {
 				item := msg.Next()
 				if item == nil {
 					break
+				}
+				if u, ok := item.(imapclient.FetchItemDataUID); ok {
+					uid = u.UID
+					continue
 				}
 				body, ok := item.(imapclient.FetchItemDataBodySection)
 				if !ok || body.Literal == nil {
@@ -294,9 +328,13 @@ func (m IMAP) Each(ctx context.Context, fn func([]byte) error) error {
 					cmd.Close()
 					return fmt.Errorf("imap %s: fetch: %w", m, err)
 				}
-				if err := fn(raw); err != nil {
+				processed, err := fn(raw)
+				if err != nil {
 					cmd.Close()
 					return err
+				}
+				if processed && uid != 0 {
+					done.AddNum(uid)
 				}
 			}
 		}
@@ -305,6 +343,13 @@ func (m IMAP) Each(ctx context.Context, fn func([]byte) error) error {
 				return ctx.Err()
 			}
 			return fmt.Errorf("imap %s: fetch: %w", m, err)
+		}
+		if m.MoveTo != "" && len(done) > 0 {
+			// An existing folder makes CREATE fail: the MOVE then tells.
+			_ = c.Create(m.MoveTo, nil).Wait()
+			if _, err := c.Move(done, m.MoveTo).Wait(); err != nil {
+				return fmt.Errorf("imap %s: move to %s: %w", m, m.MoveTo, err)
+			}
 		}
 	}
 	_ = c.Logout().Wait()

@@ -83,9 +83,9 @@ func FuzzParse(f *testing.F) {
 // TestMbox: the mbox reader splits at From lines and undoes >From quoting.
 func TestMbox(t *testing.T) {
 	var got [][]byte
-	if err := Mbox(filepath.Join("testdata", "bounces.mbox")).Each(context.Background(), func(raw []byte) error {
+	if err := Mbox(filepath.Join("testdata", "bounces.mbox")).Each(context.Background(), func(raw []byte) (bool, error) {
 		got = append(got, raw)
-		return nil
+		return false, nil
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +101,7 @@ func TestMbox(t *testing.T) {
 	if want := "\nFrom our shop: news."; !contains(got[2], want) {
 		t.Errorf("the >From line was not unquoted:\n%s", got[2])
 	}
-	if err := Mbox(filepath.Join("testdata", "maildir", "new", "1796161983.0007.autoreply")).Each(context.Background(), func([]byte) error { return nil }); err == nil {
+	if err := Mbox(filepath.Join("testdata", "maildir", "new", "1796161983.0007.autoreply")).Each(context.Background(), func([]byte) (bool, error) { return false, nil }); err == nil {
 		t.Error("a file that is not an mbox was read without error")
 	}
 }

@@ -55,7 +55,7 @@ type pop3Error struct{ text string }
 func (e *pop3Error) Error() string { return "server said: " + e.text }
 
 // Each logs in and retrieves every message (RETR), leaving them on the server.
-func (m POP3) Each(ctx context.Context, fn func([]byte) error) error {
+func (m POP3) Each(ctx context.Context, fn func([]byte) (bool, error)) error {
 	addr := m.addr(map[string]string{"pop3": "110", "pop3s": "995"})
 	d := net.Dialer{Timeout: m.timeout()}
 	var nc net.Conn
@@ -126,7 +126,7 @@ func (m POP3) Each(ctx context.Context, fn func([]byte) error) error {
 		if err != nil {
 			return fail("RETR", err)
 		}
-		if err := fn(raw); err != nil {
+		if _, err := fn(raw); err != nil {
 			return err
 		}
 	}

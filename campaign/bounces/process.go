@@ -77,19 +77,23 @@ func Process(ctx context.Context, mb Mailbox, j Journal, o Options) (*Result, er
 	} else {
 		campaigns = []string{o.Campaign}
 	}
-	err := mb.Each(ctx, func(raw []byte) error {
+	err := mb.Each(ctx, func(raw []byte) (bool, error) {
 		res.Messages++
 		r := Parse(raw)
 		if len(r.Recipients) == 0 {
 			res.Other++
-			return nil
+			return false, nil
 		}
+		// Processed: every recipient of the report was matched (or needs nothing).
+		processed := true
 		for _, rc := range r.Recipients {
-			if err := apply(ctx, j, o, campaigns, &r, rc, res); err != nil {
-				return err
+			matched, err := apply(ctx, j, o, campaigns, &r, rc, res)
+			if err != nil {
+				return false, err
 			}
+			processed = processed && matched
 		}
-		return nil
+		return processed, nil
 	})
 	for _, l := range [][]string{res.Failed, res.Suppressed, res.Soft} {
 		sort.Strings(l)
@@ -97,7 +101,9 @@ func Process(ctx context.Context, mb Mailbox, j Journal, o Options) (*Result, er
 	return res, err
 }
 
-func apply(ctx context.Context, j Journal, o Options, campaigns []string, r *Report, rc Recipient, res *Result) error {
+// apply records what one recipient of a report says; matched is false when it matched
+// no recipient of herald's.
+func apply(ctx context.Context, j Journal, o Options, campaigns []string, r *Report, rc Recipient, res *Result) (matched bool, err error) {
 	switch rc.Kind {
 	case Soft, Rejected:
 		if rc.Kind == Soft {
@@ -108,7 +114,10 @@ func apply(ctx context.Context, j Journal, o Options, campaigns []string, r *Rep
 		if rc.Address != "" {
 			res.Soft = append(res.Soft, rc.Address)
 		}
-		return nil
+		// Nothing to record; the report is herald's to move only when it is about one
+		// of its recipients.
+		targets, err := match(ctx, j, o, campaigns, r, rc)
+		return len(targets) > 0, err
 	case Hard:
 		res.HardBounces++
 	case Complaint:
@@ -116,11 +125,11 @@ func apply(ctx context.Context, j Journal, o Options, campaigns []string, r *Rep
 	}
 	targets, err := match(ctx, j, o, campaigns, r, rc)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if len(targets) == 0 {
 		res.Unmatched++
-		return nil
+		return false, nil
 	}
 	changed := false
 	for _, t := range targets {
@@ -131,7 +140,7 @@ func apply(ctx context.Context, j Journal, o Options, campaigns []string, r *Rep
 			ch, err = j.RecordComplaint(ctx, t.campaign, t.email, reason(rc))
 		}
 		if err != nil {
-			return err
+			return false, err
 		}
 		if ch && !changed {
 			if rc.Kind == Hard {
@@ -145,7 +154,7 @@ func apply(ctx context.Context, j Journal, o Options, campaigns []string, r *Rep
 	if !changed {
 		res.AlreadyRecorded++
 	}
-	return nil
+	return true, nil
 }
 
 func reason(rc Recipient) string {

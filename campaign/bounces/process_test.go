@@ -94,7 +94,7 @@ func TestProcessMaildir(t *testing.T) {
 	mailed := []string{"jane@bounce.test", "bob@exim.example", "carol@gmail-like.example", "dave@fbl.example",
 		"erin@qmail.example", "frank@slow.example", "gina@old.example", "harry@strict.example", "kept@ok.example"}
 	st := sentStore(t, "nov", mailed...)
-	mb := Maildir(filepath.Join("testdata", "maildir"))
+	mb := Maildir{Dir: filepath.Join("testdata", "maildir")}
 	res, err := Process(ctx, mb, journalOf(t, st), Options{Campaign: "nov"})
 	if err != nil {
 		t.Fatal(err)
@@ -153,14 +153,14 @@ func TestProcessMatchesByToken(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "new", "1"), []byte(dsn), 0o644)
 
 	other, _ := unsubscribe.NewSigner([]byte("another-secret-another-secret-xx"))
-	res, err := Process(ctx, Maildir(dir), journalOf(t, st), Options{Tokens: other})
+	res, err := Process(ctx, Maildir{Dir: dir}, journalOf(t, st), Options{Tokens: other})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(res.Failed) != 0 || res.Unmatched != 1 {
 		t.Fatalf("a token of another secret matched: %+v", res)
 	}
-	res, err = Process(ctx, Maildir(dir), journalOf(t, st), Options{Tokens: signer})
+	res, err = Process(ctx, Maildir{Dir: dir}, journalOf(t, st), Options{Tokens: signer})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,5 +172,63 @@ func TestProcessMatchesByToken(t *testing.T) {
 	}
 	if got := states(t, st, "nov")["jane@example.org"]; got != "sent" {
 		t.Errorf("nov: %s (the token names dec)", got)
+	}
+}
+
+// copyDir copies the fixture Maildir into a new folder.
+func copyDir(t *testing.T, src string) string {
+	t.Helper()
+	dst := t.TempDir()
+	for _, sub := range []string{"new", "cur"} {
+		os.MkdirAll(filepath.Join(dst, sub), 0o755)
+		entries, _ := os.ReadDir(filepath.Join(src, sub))
+		for _, e := range entries {
+			b, err := os.ReadFile(filepath.Join(src, sub, e.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			os.WriteFile(filepath.Join(dst, sub, e.Name()), b, 0o644)
+		}
+	}
+	return dst
+}
+
+// TestProcessMovesWhatItProcessed: with MoveTo, the reports about herald's recipients go
+// to DIR/.Processed; the unmatched report and the other mail stay; the next run reads
+// only those two and changes nothing.
+func TestProcessMovesWhatItProcessed(t *testing.T) {
+	ctx := context.Background()
+	st := sentStore(t, "nov", "jane@bounce.test", "bob@exim.example", "carol@gmail-like.example", "dave@fbl.example",
+		"erin@qmail.example", "frank@slow.example", "gina@old.example", "harry@strict.example")
+	dir := copyDir(t, filepath.Join("testdata", "maildir"))
+	mb := Maildir{Dir: dir, MoveTo: "Processed"}
+	res, err := Process(ctx, mb, journalOf(t, st), Options{Campaign: "nov"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Messages != 10 || len(res.Failed) != 5 {
+		t.Fatalf("first run: %+v", res)
+	}
+	moved, _ := os.ReadDir(filepath.Join(dir, ".Processed", "cur"))
+	if len(moved) != 8 {
+		t.Errorf("%d messages moved, want 8", len(moved))
+	}
+	var left []string
+	for _, sub := range []string{"new", "cur"} {
+		entries, _ := os.ReadDir(filepath.Join(dir, sub))
+		for _, e := range entries {
+			left = append(left, e.Name())
+		}
+	}
+	want := []string{"1796161983.0007.autoreply", "1796161984.0008.unknown-rcpt"}
+	if !reflect.DeepEqual(left, want) {
+		t.Errorf("left in the mailbox: %v, want %v", left, want)
+	}
+	again, err := Process(ctx, mb, journalOf(t, st), Options{Campaign: "nov"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Messages != 2 || len(again.Failed) != 0 || again.Unmatched != 1 || again.Other != 1 {
+		t.Errorf("second run: %+v", again)
 	}
 }

@@ -21,9 +21,8 @@ type Bounce struct {
 	Reason string
 }
 
-// Bouncer is what `herald bounces` needs of a store beyond Store. Both engines
-// implement it; it is an optional interface (checked by type assertion) so that it can
-// join Store later without changing its callers.
+// Bouncer is what `herald bounces` needs of a store; it is part of Store, which both
+// engines implement.
 type Bouncer interface {
 	// RecordBounce marks the recipient email of campaign `failed` with b's codes when it
 	// was `sent`, `deferred` or `unknown` (tBounce), and adds the address to the

@@ -128,6 +128,8 @@ type Store interface {
 	// EachRow walks the recipients in one of states (all when empty) in list order.
 	EachRow(ctx context.Context, campaign string, states []State, fn func(Row) error) error
 
+	// Bouncer records what arrives after a run: bounces by mail, complaints.
+	Bouncer
 	// PauseState returns the campaign's pause_if state (the zero Pause when none).
 	PauseState(ctx context.Context, campaign string) (Pause, error)
 	// SetPause records the campaign's pause_if state.

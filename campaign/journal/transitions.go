@@ -46,7 +46,7 @@ var (
 
 // Transitions lists the table, for documentation and tests.
 var Transitions = []Transition{tLoad, tClaim, tHandoff, tSent, tDeferred, tUnknown, tFailed,
-	tRelease, tReopen, tSettleClaimed, tSettleSending, tResend, tExpire, tExpireClaimed}
+	tRelease, tReopen, tSettleClaimed, tSettleSending, tResend, tBounce, tExpire, tExpireClaimed}
 
 // outcomeTransition returns the transition an outcome makes (ok false: not an outcome).
 func outcomeTransition(o Outcome) (Transition, bool) {

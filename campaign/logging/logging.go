@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"regexp"
 	"strings"
 )
 
@@ -32,6 +33,47 @@ type Options struct {
 
 // Address marks a recipient address in a log record (slog.Any("to", Address(a))).
 type Address string
+
+// TextWithAddress is a text that may name an address, such as a relay's reply "550
+// 5.1.1 <jane@example.org>: no such user": logged as is where addresses are logged in
+// full, else with every occurrence of Address (in any case) replaced by its Hash.
+type TextWithAddress struct {
+	Text    string
+	Address string
+}
+
+// TextWithAddresses is a text that may name addresses it does not say apart (a list row's
+// warning: `duplicate of line 3 (jane@example.org)`): logged as is where addresses are
+// logged in full, else with every word that holds an '@' replaced by its Hash.
+type TextWithAddresses string
+
+// addressLike is a word with an '@', without the quotes, brackets or parentheses around it.
+var addressLike = regexp.MustCompile(`[^\s"'<>()\[\],;]*@[^\s"'<>()\[\],;]*`)
+
+// hideAll replaces every address-like word of text by its hash.
+func hideAll(text string) string {
+	return addressLike.ReplaceAllStringFunc(text, Hash)
+}
+
+// hide replaces addr in text, ignoring case, by its hash.
+func hide(text, addr string) string {
+	addr = strings.TrimSpace(addr)
+	if addr == "" {
+		return text
+	}
+	lower, key := strings.ToLower(text), strings.ToLower(addr)
+	var b strings.Builder
+	for {
+		i := strings.Index(lower, key)
+		if i < 0 {
+			b.WriteString(text)
+			return b.String()
+		}
+		b.WriteString(text[:i])
+		b.WriteString(Hash(addr))
+		text, lower = text[i+len(key):], lower[i+len(key):]
+	}
+}
 
 // Hash is the form an address is logged in when it is not logged in full: the first 12
 // hex digits of the SHA-256 of the lower-cased address.
@@ -55,11 +97,24 @@ func New(w io.Writer, o Options) (*slog.Logger, error) {
 	ho := &slog.HandlerOptions{
 		Level: o.Level,
 		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
-			if addr, ok := a.Value.Any().(Address); ok {
+			switch v := a.Value.Any().(type) {
+			case Address:
 				if full {
-					a.Value = slog.StringValue(string(addr))
+					a.Value = slog.StringValue(string(v))
 				} else {
-					a.Value = slog.StringValue(Hash(string(addr)))
+					a.Value = slog.StringValue(Hash(string(v)))
+				}
+			case TextWithAddresses:
+				if full {
+					a.Value = slog.StringValue(string(v))
+				} else {
+					a.Value = slog.StringValue(hideAll(string(v)))
+				}
+			case TextWithAddress:
+				if full {
+					a.Value = slog.StringValue(v.Text)
+				} else {
+					a.Value = slog.StringValue(hide(v.Text, v.Address))
 				}
 			}
 			return a

@@ -16,7 +16,8 @@ func TestJSONLinesCarryTheDocumentedFields(t *testing.T) {
 		t.Fatal(err)
 	}
 	log.Info("run started", "campaign", "news", "to_send", 3)
-	log.Warn("recipient failed", "campaign", "news", "to", Address("Jane.Doe@Example.org"), "line", 7)
+	log.Warn("recipient failed", "campaign", "news", "to", Address("Jane.Doe@Example.org"), "line", 7,
+		"error", TextWithAddress{Text: "550 5.1.1 <JANE.DOE@example.org>: no such user jane.doe@example.org", Address: "Jane.Doe@Example.org"})
 	log.Debug("not written at info level", "to", Address("jane.doe@example.org"))
 	sc := bufio.NewScanner(&buf)
 	var lines []map[string]any
@@ -41,8 +42,25 @@ func TestJSONLinesCarryTheDocumentedFields(t *testing.T) {
 	if got, want := lines[1]["to"], Hash("jane.doe@example.org"); got != want || !strings.HasPrefix(want, "sha256:") || len(want) != 19 {
 		t.Errorf("address logged as %v, want %v", got, want)
 	}
+	if want := "550 5.1.1 <" + Hash("jane.doe@example.org") + ">: no such user " + Hash("jane.doe@example.org"); lines[1]["error"] != want {
+		t.Errorf("error logged as %v, want %v", lines[1]["error"], want)
+	}
 	if strings.Contains(strings.ToLower(buf.String()), "jane.doe") {
 		t.Errorf("an address appears in full at info level:\n%s", buf.String())
+	}
+}
+
+func TestTextWithAddresses(t *testing.T) {
+	var buf bytes.Buffer
+	log, _ := New(&buf, Options{Format: "json", Level: slog.LevelInfo})
+	log.Warn("skipped row", "reason", TextWithAddresses(`duplicate of line 3 (Jane@Example.org); invalid address "x@"`))
+	var m map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &m); err != nil {
+		t.Fatal(err)
+	}
+	want := "duplicate of line 3 (" + Hash("jane@example.org") + `); invalid address "` + Hash("x@") + `"`
+	if m["reason"] != want {
+		t.Errorf("reason %q, want %q", m["reason"], want)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -18,6 +19,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/heraldmail/herald/campaign"
+	"github.com/heraldmail/herald/campaign/metrics"
 	"github.com/heraldmail/herald/providers"
 	"github.com/heraldmail/herald/providers/all"
 )
@@ -125,6 +127,13 @@ type app struct {
 	cpuProfile string
 	stopProf   func()
 	registry   providers.Registry
+
+	// obs are --log-format, --log-level and --metrics-addr; log and metrics are set up
+	// from them before a command runs (observe.go).
+	obs        observeFlags
+	log        *slog.Logger
+	metrics    *metrics.Metrics
+	metricsSrv *metrics.Server
 }
 
 func (a *app) env() campaign.Env {
@@ -132,10 +141,18 @@ func (a *app) env() campaign.Env {
 }
 
 func (a *app) warnf(format string, args ...any) {
+	if a.log != nil {
+		a.log.Warn(fmt.Sprintf(format, args...))
+		return
+	}
 	fmt.Fprintf(a.io.Stderr, "herald: warning: "+format+"\n", args...)
 }
 
 func (a *app) infof(format string, args ...any) {
+	if a.log != nil {
+		a.log.Info(fmt.Sprintf(format, args...))
+		return
+	}
 	fmt.Fprintf(a.io.Stderr, format+"\n", args...)
 }
 
@@ -198,6 +215,7 @@ func Main(args []string, sys *IO) (code int) {
 	root.SetOut(sys.Stdout)
 	root.SetErr(sys.Stderr)
 	err := root.ExecuteContext(ctx)
+	a.stopObserving()
 	if a.stopProf != nil {
 		a.stopProf()
 	}
@@ -210,7 +228,11 @@ func Main(args []string, sys *IO) (code int) {
 	}
 	var ee *exitError
 	if !errors.As(err, &ee) {
-		fmt.Fprintf(sys.Stderr, "herald: %v\n", err)
+		if a.log != nil {
+			a.log.Error(err.Error(), "exit", exitCode(err))
+		} else {
+			fmt.Fprintf(sys.Stderr, "herald: %v\n", err)
+		}
 	}
 	return exitCode(err)
 }
@@ -222,8 +244,11 @@ func (a *app) rootCmd() *cobra.Command {
 		Version:       readBuildInfo().String(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		PersistentPreRunE: func(*cobra.Command, []string) error {
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			a.ran = true
+			if err := a.startObserving(cmd); err != nil {
+				return err
+			}
 			return a.startProfile()
 		},
 	}
@@ -236,6 +261,7 @@ func (a *app) rootCmd() *cobra.Command {
 	root.AddCommand(a.initCmd(), a.validateCmd(), a.previewCmd(), a.sendCmd(), a.statusCmd(),
 		a.suppressCmd(), a.scheduleCmd(), a.serveCmd(), a.storeCmd(), a.versionCmd(), a.docsCmd())
 	root.AddCommand(a.bouncesCmd(), a.dnsCmd())
+	a.addObserveFlags(root)
 	root.InitDefaultCompletionCmd()
 	for _, c := range root.Commands() {
 		if c.Name() == "completion" {
@@ -246,6 +272,8 @@ func (a *app) rootCmd() *cobra.Command {
 			}
 		}
 	}
+	applyHelp(root)
+	completeCampaignFiles(root)
 	return root
 }
 

@@ -19,10 +19,10 @@ import (
 
 // The bounce loop end to end against the real servers that .ci/mailservers.sh starts:
 //
-//	.ci/mailservers.sh start .ci/tmp/mail 18125 18126 18127 18128 18143 18110
+//	.ci/mailservers.sh start /tmp/herald-mail 18125 18126 18127 18128 18143 18110
 //	HERALD_BOUNCE_SMTP=127.0.0.1:18125 HERALD_BOUNCE_IMAP=127.0.0.1:18143 \
-//	HERALD_BOUNCE_POP3=127.0.0.1:18110 HERALD_BOUNCE_PASSWORD_FILE=.ci/tmp/mail/password \
-//	HERALD_SINK7_DIR=.ci/tmp/mail/sink7 \
+//	HERALD_BOUNCE_POP3=127.0.0.1:18110 HERALD_BOUNCE_PASSWORD_FILE=/tmp/herald-mail/password \
+//	HERALD_SINK7_DIR=/tmp/herald-mail/sink7 \
 //	go test -tags e2e -run Bounce ./cmd/herald/
 //
 // Postfix relays bounce.test to an smtp-sink that refuses every recipient (550 5.1.1) and
@@ -30,10 +30,10 @@ import (
 // receives in HERALD_SINK7_DIR; it delivers its DSNs to bounces@herald.test, a Maildir that
 // Dovecot serves over IMAP and POP3 (user "bounces").
 const e2eBounceHelp = `start Postfix, smtp-sink and Dovecot on loopback and point the variables at them:
-	.ci/mailservers.sh start .ci/tmp/mail 18125 18126 18127 18128 18143 18110
+	.ci/mailservers.sh start /tmp/herald-mail 18125 18126 18127 18128 18143 18110
 	export HERALD_BOUNCE_SMTP=127.0.0.1:18125 HERALD_BOUNCE_IMAP=127.0.0.1:18143 HERALD_BOUNCE_POP3=127.0.0.1:18110
-	export HERALD_BOUNCE_PASSWORD_FILE=$PWD/.ci/tmp/mail/password HERALD_SINK7_DIR=$PWD/.ci/tmp/mail/sink7
-	(stop them with: .ci/mailservers.sh stop .ci/tmp/mail)`
+	export HERALD_BOUNCE_PASSWORD_FILE=/tmp/herald-mail/password HERALD_SINK7_DIR=/tmp/herald-mail/sink7
+	(stop them with: .ci/mailservers.sh stop /tmp/herald-mail)`
 
 // e2eBounceEnv returns the servers, failing under CI=true and skipping elsewhere when
 // they are not set.
@@ -193,5 +193,15 @@ provider:
 	viaPOP3 := e2eBounces(t, dir, env, cf, "--pop3", "pop3://bounces@"+pop3Addr)
 	if len(viaPOP3.Failed) != 0 || viaPOP3.AlreadyRecorded < len(bad) || viaPOP3.Messages != second.Messages {
 		t.Errorf("POP3 run over the same mail: %+v (IMAP read %d messages)", viaPOP3, second.Messages)
+	}
+	// --move-to takes this run's DSNs (and only them) out of the inbox.
+	e2eBounces(t, dir, env, cf, "--imap", "imap://bounces@"+imapAddr+"/INBOX", "--move-to", "herald-done")
+	after := e2eBounces(t, dir, env, cf, "--imap", "imap://bounces@"+imapAddr+"/INBOX")
+	if after.Messages != second.Messages-len(bad) || after.AlreadyRecorded != 0 {
+		t.Errorf("after --move-to: %+v, want %d messages and none of this run's", after, second.Messages-len(bad))
+	}
+	moved := e2eBounces(t, dir, env, cf, "--imap", "imap://bounces@"+imapAddr+"/herald-done")
+	if moved.AlreadyRecorded < len(bad) {
+		t.Errorf("the moved folder: %+v, want this run's %d DSNs", moved, len(bad))
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -20,7 +21,7 @@ import (
 type bouncesOptions struct {
 	campaignFile, store                 string
 	imapURL, pop3URL, maildir, mboxFile string
-	caFile                              string
+	caFile, moveTo                      string
 	asJSON                              bool
 }
 
@@ -34,7 +35,8 @@ common non-standard bounces from a mailbox, matches each to the campaign and rec
 is about (by the unsubscribe token in the returned message, its Message-ID, or the
 address), marks hard-bounced recipients failed with the report's status code and
 suppresses them and complainers. Soft bounces change nothing; other mail is left alone and
-nothing is deleted. A second run over the same mail changes nothing.
+nothing is deleted. A second run over the same mail changes nothing. With --move-to the
+reports that were about herald's recipients are moved to that folder; the rest stays.
 
 The store is the campaign file's, or --store. IMAP and POP3 passwords come from
 HERALD_BOUNCES_PASSWORD (or the URL). Exit status: 0 when the mailbox was read (also when
@@ -57,6 +59,7 @@ nothing was found), 1 when it could not be read, 2 for bad usage.`,
 	f.StringVar(&o.pop3URL, "pop3", "", "POP3 mailbox: pop3s://USER@HOST[:PORT] (pop3:// uses STLS; plain only on loopback)")
 	f.StringVar(&o.maildir, "maildir", "", "Maildir folder (with new/ and cur/)")
 	f.StringVar(&o.mboxFile, "mbox", "", "mbox file")
+	f.StringVar(&o.moveTo, "move-to", "", "move the messages processed to this folder (--imap: an IMAP folder; --maildir: a Maildir++ subfolder DIR/.FOLDER)")
 	f.StringVar(&o.caFile, "ca-file", "", "PEM file of extra roots to trust for the IMAP/POP3 server's certificate")
 	f.BoolVar(&o.asJSON, "json", false, "print one JSON object with the counts and the addresses acted on")
 	return c
@@ -85,7 +88,7 @@ func (a *app) runBounces(ctx context.Context, o bouncesOptions) error {
 	if _, err := os.Stat(storePath); err != nil && !journal.IsURL(storePath) {
 		return &usageError{err: fmt.Errorf("bounces: store %s: %w (nothing was sent from it)", storePath, err)}
 	}
-	st, err := journal.Open(ctx, storePath, journal.Options{Now: a.io.Now})
+	st, err := campaign.OpenStore(ctx, storePath, journal.Options{Now: a.io.Now})
 	if err != nil {
 		return err
 	}
@@ -140,9 +143,15 @@ func (a *app) bounceMailbox(o bouncesOptions) (bounces.Mailbox, error) {
 	if len(set) != 1 {
 		return nil, &usageError{err: fmt.Errorf("bounces: name exactly one mailbox (--imap, --pop3, --maildir or --mbox), not %d", len(set))}
 	}
+	if o.moveTo != "" && o.imapURL == "" && o.maildir == "" {
+		return nil, &usageError{err: errors.New("bounces: --move-to works with --imap and --maildir")}
+	}
+	if o.maildir != "" && strings.ContainsAny(o.moveTo, "/.") {
+		return nil, &usageError{err: fmt.Errorf("bounces: --move-to %q: a Maildir subfolder name has no slash or dot", o.moveTo)}
+	}
 	switch {
 	case o.maildir != "":
-		return bounces.Maildir(o.maildir), nil
+		return bounces.Maildir{Dir: o.maildir, MoveTo: o.moveTo}, nil
 	case o.mboxFile != "":
 		return bounces.Mbox(o.mboxFile), nil
 	}
@@ -168,5 +177,5 @@ func (a *app) bounceMailbox(o bouncesOptions) (bounces.Mailbox, error) {
 	if family == "pop3" {
 		return bounces.POP3{Remote: r}, nil
 	}
-	return bounces.IMAP{Remote: r}, nil
+	return bounces.IMAP{Remote: r, MoveTo: o.moveTo}, nil
 }

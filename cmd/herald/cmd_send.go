@@ -12,6 +12,7 @@ import (
 
 	"github.com/heraldmail/herald/campaign"
 	"github.com/heraldmail/herald/campaign/journal"
+	"github.com/heraldmail/herald/campaign/logging"
 )
 
 type sendOptions struct {
@@ -25,6 +26,9 @@ type sendOptions struct {
 	store         string
 	resendUnknown bool
 	resumePaused  bool
+	test          string // --test ADDR[,ADDR…]
+	row           int
+	noPrefix      bool
 }
 
 func (a *app) sendCmd() *cobra.Command {
@@ -40,6 +44,17 @@ func (a *app) sendCmd() *cobra.Command {
 			} else if o.limit < 0 {
 				return &usageError{err: fmt.Errorf("--limit %d: must be 0 or more", o.limit)}
 			}
+			if o.test != "" {
+				for _, f := range []string{"dry-run", "limit", "json", "resend-unknown", "rate", "workers"} {
+					if cmd.Flags().Changed(f) {
+						return &usageError{err: fmt.Errorf("--%s does not go with --test", f)}
+					}
+				}
+				return a.runTestSend(cmd.Context(), o)
+			}
+			if cmd.Flags().Changed("row") || o.noPrefix {
+				return &usageError{err: fmt.Errorf("--row and --no-prefix go with --test")}
+			}
 			return a.runSend(cmd.Context(), o)
 		},
 	}
@@ -53,7 +68,42 @@ func (a *app) sendCmd() *cobra.Command {
 	f.StringVar(&o.store, "store", "", "store: a file or a postgres:// URL (default: HERALD_STORE, the file's store:, herald.db beside it)")
 	f.BoolVar(&o.resendUnknown, "resend-unknown", false, "send again to recipients whose earlier outcome is unknown")
 	f.BoolVar(&o.resumePaused, "resume-paused", false, "resume a campaign that pause_if paused (and restart its bounce and complaint count)")
+	f.StringVar(&o.test, "test", "", "send row --row rendered to these addresses (comma-separated) through the campaign's provider; the journal is not touched")
+	f.IntVar(&o.row, "row", 1, "with --test: the data row to render (1 = the first after the header)")
+	f.BoolVar(&o.noPrefix, "no-prefix", false, "with --test: no \"[TEST] \" before the subject")
 	return c
+}
+
+// runTestSend sends test messages: row o.row rendered for each --test address.
+func (a *app) runTestSend(ctx context.Context, o sendOptions) error {
+	to, err := campaign.ParseTestAddresses(o.test)
+	if err != nil {
+		return &usageError{err: err}
+	}
+	if o.row < 1 {
+		return &usageError{err: fmt.Errorf("--row %d: rows start at 1", o.row)}
+	}
+	c, err := a.load(o.path)
+	if err != nil {
+		return err
+	}
+	results, err := campaign.TestSend(ctx, c, campaign.TestSendOptions{
+		To: to, Row: o.row, NoPrefix: o.noPrefix, Store: campaign.StorePath(c, o.store, a.io.Getenv),
+	}, a.env())
+	for _, r := range results {
+		switch {
+		case r.Err != nil:
+			a.warnf("test message to %s not accepted: %v", r.To, r.Err)
+		case r.MessageID != "":
+			a.infof("test message (row %d) sent to %s (%s)", o.row, r.To, r.MessageID)
+		case r.To != "":
+			a.infof("test message (row %d) sent to %s", o.row, r.To)
+		}
+	}
+	if err == nil {
+		a.infof("%d test message(s) sent; the journal of %s is unchanged", len(results), c.Name)
+	}
+	return err
 }
 
 func (a *app) runSend(ctx context.Context, o sendOptions) error {
@@ -115,6 +165,18 @@ func (a *app) rowWarnings() func(campaign.Warning) {
 	n := 0
 	return func(w campaign.Warning) {
 		n++
+		if a.log != nil {
+			if w.Line == 0 {
+				a.log.Warn("content", "reason", logging.TextWithAddresses(w.Reason))
+			} else {
+				a.log.Warn("skipped row", "line", w.Line, "reason", logging.TextWithAddresses(w.Reason))
+			}
+			return
+		}
+		if w.Line == 0 { // about the campaign's content, not a row
+			a.infof("  %s", w.Reason)
+			return
+		}
 		if n <= 20 {
 			a.infof("  line %d: %s", w.Line, w.Reason)
 		} else if n == 21 {
@@ -148,11 +210,21 @@ func (a *app) printSummary(s *campaign.Summary, asJSON bool) {
 	if asJSON {
 		fmt.Fprintf(a.io.Stdout, "%s\n", s.JSON())
 	}
+	if a.log != nil {
+		a.logSummary(s)
+		return
+	}
 	line := fmt.Sprintf("%s: %d row(s): %d sent, %d failed, %d deferred, %d unknown, %d pending; skipped: %d invalid, %d duplicate, %d suppressed, %d already done",
 		s.Campaign, s.Total, s.Sent, s.Failed, s.Deferred, s.Unknown, s.Pending,
 		s.Skipped.Invalid, s.Skipped.Duplicate, s.Skipped.Suppressed, s.Skipped.AlreadyDone)
 	if s.Expired > 0 {
 		line = strings.Replace(line, " pending;", fmt.Sprintf(" pending, %d expired;", s.Expired), 1)
+	}
+	if s.Waiting > 0 {
+		line += fmt.Sprintf("; %d waiting", s.Waiting)
+	}
+	if s.FirstDue != "" {
+		line += fmt.Sprintf("; next retry due at %s", s.FirstDue)
 	}
 	if s.DryRun {
 		line = fmt.Sprintf("%s (dry run): %d row(s): %d would be sent; skipped: %d invalid, %d duplicate, %d suppressed, %d already done",

@@ -38,7 +38,7 @@ func (a *app) serveCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			h, err := serve.New(st, secret, a.io.Now)
+			h, err := serve.New(a.countSuppressions(st), secret, a.io.Now)
 			if err != nil {
 				return err
 			}

@@ -27,7 +27,11 @@ func testMain(m *testing.M) int {
 	defer os.RemoveAll(dir)
 	defer pgtest.StopShared()
 	heraldBin = filepath.Join(dir, "herald")
-	cmd := exec.Command("go", "build", "-o", heraldBin, ".")
+	build := []string{"build", "-o", heraldBin}
+	if raceBuild {
+		build = append(build, "-race")
+	}
+	cmd := exec.Command("go", append(build, ".")...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building herald for the tests:", err)

@@ -17,11 +17,30 @@ const logEvery = 5 * time.Second
 // progress reports a run on stderr: a bar with rate and ETA on a terminal, a plain line
 // every few seconds otherwise.
 func (a *app) progress(p campaign.Plan, c *campaign.Counters) func() {
-	a.infof("sending %q: %d recipient(s) via %s at up to %.4g/s with %d worker(s)", p.Campaign, p.ToSend, p.Provider, p.Rate, p.Workers)
+	endRun := a.startRun(p, c)
+	if a.log == nil {
+		a.infof("sending %q: %d recipient(s) via %s at up to %.4g/s with %d worker(s)", p.Campaign, p.ToSend, p.Provider, p.Rate, p.Workers)
+	}
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
-	if a.io.StderrTTY {
+	if a.log != nil {
+		// --log-format: a progress record every few seconds, on a terminal too.
+		go func() {
+			defer wg.Done()
+			start := time.Now()
+			t := time.NewTicker(logEvery)
+			defer t.Stop()
+			for {
+				select {
+				case <-t.C:
+					a.logProgress(p, c, time.Since(start))
+				case <-done:
+					return
+				}
+			}
+		}()
+	} else if a.io.StderrTTY {
 		bar := progressbar.NewOptions64(int64(p.ToSend),
 			progressbar.OptionSetWriter(a.io.Stderr),
 			progressbar.OptionSetDescription(p.Campaign),
@@ -72,5 +91,5 @@ func (a *app) progress(p campaign.Plan, c *campaign.Counters) func() {
 			}
 		}()
 	}
-	return func() { close(done); wg.Wait() }
+	return func() { close(done); wg.Wait(); endRun() }
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,16 +11,15 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
-// TestScheduleFiresOnceAndStopsCleanly runs `herald schedule` with a campaign due every
-// second: the first firing sends to everyone, later firings find nothing new, and SIGTERM
-// ends the process with exit 0.
+// TestScheduleFiresOnceAndStopsCleanly runs `herald schedule` in process with a campaign
+// due every second, in a testing/synctest bubble (a fake clock that moves only when every
+// goroutine waits): the first firing sends to everyone, the next ones find nothing new,
+// and SIGTERM ends it with exit 0. The campaign's name takes the bubble's date.
 func TestScheduleFiresOnceAndStopsCleanly(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs the scheduler for a few seconds")
-	}
 	dir := t.TempDir()
 	files := map[string]string{
 		"subscribers.csv": "email,name\na@example.org,A\nb@example.org,B\nc@example.org,C\n",
@@ -40,38 +40,42 @@ timezone: UTC
 			t.Fatal(err)
 		}
 	}
-	var stderr syncBuffer
-	cmd := exec.Command(heraldBin, "schedule", filepath.Join(dir, "campaign.yaml"))
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
 	outbox := filepath.Join(dir, "outbox")
 	count := func() int {
 		m, _ := filepath.Glob(filepath.Join(outbox, "*.eml"))
 		return len(m)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for count() < 3 && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
-	}
-	// Let it fire a few more times: nothing new must be sent.
-	for fired := strings.Count(stderr.String(), "starting"); strings.Count(stderr.String(), "starting") < fired+2 && time.Now().Before(deadline); {
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	err := cmd.Wait()
-	if err != nil {
-		t.Fatalf("schedule exited with %v after SIGTERM; stderr:\n%s", err, stderr.String())
-	}
-	if n := count(); n != 3 {
-		t.Fatalf("outbox holds %d messages after several firings, want 3; stderr:\n%s", n, stderr.String())
-	}
-	if !strings.Contains(stderr.String(), "daily-"+time.Now().UTC().Format("2006-01-02")) {
-		t.Fatalf("the campaign name did not take the date; stderr:\n%s", stderr.String())
-	}
+	synctest.Test(t, func(t *testing.T) {
+		var stderr syncBuffer
+		signals := make(chan os.Signal, 1)
+		sys := &IO{
+			Stdin:  strings.NewReader(""),
+			Stdout: io.Discard, Stderr: &stderr,
+			Getenv:  func(string) string { return "" },
+			Now:     time.Now,
+			Signals: signals,
+			Exit:    func(int) { t.Error("IO.Exit called") },
+		}
+		code := make(chan int, 1)
+		go func() { code <- Main([]string{"schedule", filepath.Join(dir, "campaign.yaml")}, sys) }()
+		// Firings at 1 s, 2 s and 3 s; each sends at once (the bubble's clock does not move
+		// while a run works).
+		time.Sleep(3500 * time.Millisecond)
+		synctest.Wait()
+		if n := strings.Count(stderr.String(), "starting"); n != 3 {
+			t.Errorf("%d firings in 3.5 s of @every 1s, want 3; stderr:\n%s", n, stderr.String())
+		}
+		signals <- syscall.SIGTERM
+		if c := <-code; c != 0 {
+			t.Fatalf("schedule exited %d after SIGTERM, want 0; stderr:\n%s", c, stderr.String())
+		}
+		if n := count(); n != 3 {
+			t.Fatalf("outbox holds %d messages after three firings, want 3; stderr:\n%s", n, stderr.String())
+		}
+		if !strings.Contains(stderr.String(), "daily-"+time.Now().UTC().Format("2006-01-02")) {
+			t.Fatalf("the campaign name did not take the date; stderr:\n%s", stderr.String())
+		}
+	})
 }
 
 func TestScheduleRefusesBadSpec(t *testing.T) {

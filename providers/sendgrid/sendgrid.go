@@ -2,6 +2,7 @@ package sendgrid
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -238,6 +239,14 @@ func Body(msg *providers.Message) ([]byte, error) {
 	}
 	if msg.HTML != "" {
 		m.AddContent(sgmail.NewContent("text/html", msg.HTML))
+	}
+	for _, a := range msg.Attachments {
+		att := sgmail.NewAttachment().SetFilename(a.Name).SetType(a.ContentType).
+			SetContent(base64.StdEncoding.EncodeToString(a.Data)).SetDisposition("attachment")
+		if a.ContentID != "" {
+			att.SetDisposition("inline").SetContentID(a.ContentID)
+		}
+		m.AddAttachment(att)
 	}
 	for _, h := range msg.Headers {
 		if Reserved(h.Name) {
