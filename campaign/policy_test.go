@@ -151,6 +151,9 @@ func TestPolicyWindowNext(t *testing.T) {
 		{night, at(13, 3, 0), at(14, 22, 0)},  // Sunday morning: Saturday's night is not a window
 		{night, at(7, 6, 0), at(7, 22, 0)},    // Monday morning: Sunday's night is not a window
 		{night, at(9, 12, 0), at(9, 22, 0)},   // midday
+		// Across the change to summer time (Sunday 2026-03-29): 09:00 is still 09:00.
+		{office, time.Date(2026, 3, 28, 12, 0, 0, 0, loc), time.Date(2026, 3, 30, 9, 0, 0, 0, loc)},
+		{night, time.Date(2026, 3, 27, 23, 0, 0, 0, loc), time.Date(2026, 3, 27, 23, 0, 0, 0, loc)},
 	} {
 		if got := tc.w.Next(tc.now, loc); !got.Equal(tc.out) {
 			t.Errorf("%s at %s: next %s, want %s", tc.w, tc.now.Format(time.RFC3339), got.Format(time.RFC3339), tc.out.Format(time.RFC3339))
