@@ -11,6 +11,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/heraldmail/herald/campaign/journal/pgtest"
 	"github.com/heraldmail/herald/providers/smtp/smtptest"
 )
 
@@ -128,5 +129,48 @@ func writeFile(t *testing.T, cf, name, data string) {
 	t.Helper()
 	if err := os.WriteFile(filepath.Join(filepath.Dir(cf), name), []byte(data), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPostgresWarmupTwoCampaigns: two campaigns sending at once into one PostgreSQL
+// store share the day's warm-up cap; the next day they go on.
+func TestPostgresWarmupTwoCampaigns(t *testing.T) {
+	url := pgtest.URL(t)
+	var cfs []string
+	for _, name := range []string{"spring", "summer"} {
+		cf := cliCampaign(t, 40, cliFileProvider, "timezone: Europe/Paris\nwarmup: [30, 100]\n")
+		b, err := os.ReadFile(cf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, cf, "c.yaml", strings.Replace(string(b), "name: cli", "name: "+name, 1))
+		cfs = append(cfs, cf)
+	}
+	paris, _ := time.LoadLocation("Europe/Paris")
+	var now atomic.Pointer[time.Time]
+	day1 := time.Date(2026, 12, 7, 12, 0, 0, 0, paris)
+	now.Store(&day1)
+	e := &cliEnv{now: func() time.Time { return *now.Load() }}
+	codes := make(chan int, 2)
+	for _, cf := range cfs {
+		go func() { codes <- e.run(t, "send", cf, "--yes", "--store", url).code }()
+	}
+	for range cfs {
+		if code := <-codes; code != 0 {
+			t.Fatalf("exit %d", code)
+		}
+	}
+	if got := cliOutboxFiles(t, cfs[0]) + cliOutboxFiles(t, cfs[1]); got != 30 {
+		t.Fatalf("day 1: %d sent by the two campaigns, cap 30", got)
+	}
+	day2 := day1.Add(24 * time.Hour)
+	now.Store(&day2)
+	for _, cf := range cfs {
+		if r := e.run(t, "send", cf, "--yes", "--store", url); r.code != 0 {
+			t.Fatalf("day 2: exit %d", r.code)
+		}
+	}
+	if got := cliOutboxFiles(t, cfs[0]) + cliOutboxFiles(t, cfs[1]); got != 80 {
+		t.Fatalf("day 2: %d sent in all, want 80", got)
 	}
 }
