@@ -753,8 +753,10 @@ func (g *gate) admitItems(ctx context.Context, n int, items []journal.Item) []jo
 // set when the policy keeps the run from sending (the summary says why), or refuses it
 // (err: a paused campaign). notDue counts the deferred recipients not yet due.
 func (r *run) policy(ctx context.Context, jr journal.Run, notDue int) (held bool, err error) {
-	cols, err := r.src.Columns()
-	if err != nil {
+	var cols []string
+	if r.noList != nil {
+		cols = r.noList.Columns // no list on this host: the columns another host loaded
+	} else if cols, err = r.src.Columns(); err != nil {
 		return true, err
 	}
 	if r.gate, err = newGate(ctx, r.c, r.store, r.env.Now, cols, r.o.ResumePaused); err != nil {
@@ -781,7 +783,13 @@ func (r *run) policy(ctx context.Context, jr journal.Run, notDue int) (held bool
 // expire loads the list (rows not yet in the store expire too) and expires the rest.
 func (r *run) expire(ctx context.Context, jr journal.Run) error {
 	sum := r.sum
-	info, err := r.src.Load(ctx, jr, TemplateHash(r.c))
+	var info journal.ListInfo
+	var err error
+	if r.noList != nil {
+		info = *r.noList // another host loaded the list
+	} else {
+		info, err = r.src.Load(ctx, jr, TemplateHash(r.c))
+	}
 	if err != nil {
 		var me *journal.MismatchError
 		if errors.As(err, &me) {

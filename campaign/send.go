@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -254,8 +255,13 @@ func Send(ctx context.Context, c *Campaign, o SendOptions, env Env) (sum *Summar
 		src.Journal = store
 	}
 	cols, err := src.Columns()
+	var noList *journal.ListInfo
 	if err != nil {
-		return sum, err
+		if noList = joinWithoutList(ctx, c, store, o.DryRun); noList == nil {
+			return sum, err
+		}
+		env.warnf("the list %s is not on this host: joining %q as loaded in the store", c.ListFile, c.Name)
+		cols = noList.Columns
 	}
 	renderer, err := NewRenderer(ctx, c, cols, secret, env.Now)
 	if err != nil {
@@ -264,7 +270,7 @@ func Send(ctx context.Context, c *Campaign, o SendOptions, env Env) (sum *Summar
 	if o.DryRun {
 		return sum, dryRun(ctx, src, renderer, sum)
 	}
-	r := &run{c: c, o: o, env: env, reg: reg, store: store, src: src, renderer: renderer, sum: sum, start: start}
+	r := &run{c: c, o: o, env: env, reg: reg, store: store, src: src, renderer: renderer, sum: sum, start: start, noList: noList}
 	return sum, r.send(ctx)
 }
 
@@ -309,6 +315,9 @@ type run struct {
 	start    time.Time
 	// From the store's counts (count): due to send, unknown, waiting, suppressed, expired.
 	due, unknown, waiting, suppressed, expired int
+	// noList is the store's record of the campaign's list when this host has no list
+	// file and joins the campaign as another host loaded it (nil: the list is here).
+	noList *journal.ListInfo
 	// notDue counts the deferred recipients not yet due (count), firstDue the first
 	// of them; deferredLater is how many of them this run deferred.
 	notDue, deferredLater int
@@ -365,7 +374,22 @@ func (r *run) send(ctx context.Context) (err error) {
 	// stops the run before anything is sent. It writes nothing: a "no" leaves the store
 	// as it was.
 	r.src.Warn = nil
-	plan, err := r.src.Scan(ctx, r.rehearse(ctx, o.Limit))
+	var plan ScanResult
+	if r.noList != nil {
+		// No list on this host: the campaign as loaded in the store by another.
+		if err := r.count(ctx); err != nil {
+			return storeErr(ctx, err)
+		}
+		li := r.noList
+		plan = ScanResult{Total: li.Total, ToSend: r.due, Skipped: Skipped{Invalid: li.Invalid, Duplicate: li.Duplicate,
+			Suppressed: li.Suppressed + r.suppressed}}
+		if o.ResendUnknown {
+			plan.ToSend += r.unknown
+		}
+		plan.Skipped.AlreadyDone = max(li.Total-li.Invalid-li.Duplicate-plan.Skipped.Suppressed-plan.ToSend, 0)
+	} else {
+		plan, err = r.src.Scan(ctx, r.rehearse(ctx, o.Limit))
+	}
 	sum.Total, sum.Skipped = plan.Total, plan.Skipped
 	if err != nil {
 		var ste *StoreError
@@ -414,7 +438,12 @@ func (r *run) send(ctx context.Context) (err error) {
 	}
 	// The list is loaded into the store: rows not yet there become `pending`; the
 	// workers then claim from the store, as the runs on other hosts do.
-	info, err := r.src.Load(ctx, jr, TemplateHash(c))
+	var info journal.ListInfo
+	if r.noList != nil {
+		info = *r.noList
+	} else {
+		info, err = r.src.Load(ctx, jr, TemplateHash(c))
+	}
 	if err != nil {
 		var me *journal.MismatchError
 		if errors.As(err, &me) {
@@ -491,6 +520,23 @@ func (r *run) send(ctx context.Context) (err error) {
 		sum.Pending = sum.rest()
 	}
 	return runErr
+}
+
+// joinWithoutList returns the store's record of campaign c's list when this host has no
+// list file but a shared store holds the campaign, loaded with the same templates by
+// another host; nil otherwise (the list's own error then stands).
+func joinWithoutList(ctx context.Context, c *Campaign, store journal.Store, dryRun bool) *journal.ListInfo {
+	if dryRun || store == nil || store.Kind() != "postgres" {
+		return nil
+	}
+	if _, err := os.Stat(c.ListFile); !errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	info, ok, err := store.Campaign(ctx, c.Name)
+	if err != nil || !ok || len(info.Columns) == 0 || info.TemplateHash != TemplateHash(c) {
+		return nil
+	}
+	return &info
 }
 
 // claimBatch is how many recipients a run claims at a time: enough that the claim's

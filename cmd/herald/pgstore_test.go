@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -334,4 +335,42 @@ func TestStoreCopySQLiteToPostgres(t *testing.T) {
 		t.Errorf("copy from a missing file: exit %d, want 2", bad.code)
 	}
 	noPassword(t, pw, cp, r, bad)
+}
+
+// TestPostgresHostWithoutList: a host that has the campaign file and templates but not
+// the list joins a campaign another host loaded, rendering from the rows in the store.
+func TestPostgresHostWithoutList(t *testing.T) {
+	srv := smtptest.Start(t, smtptest.Options{})
+	cs, pw := hosts(t, 2, 8, srv, pgtest.URL(t), crashOptions{Name: "nolist"})
+	first := cs[0].send("--limit", "3")
+	if first.code != 0 {
+		t.Fatalf("first host: exit %d\n%s", first.code, first.stderr)
+	}
+	if err := os.Remove(filepath.Join(cs[1].dir, "subscribers.csv")); err != nil {
+		t.Fatal(err)
+	}
+	r := cs[1].send()
+	if r.code != 0 {
+		t.Fatalf("host without the list: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+	if s := r.summary(t); s.Sent != 5 || s.Skipped.AlreadyDone != 3 {
+		t.Errorf("host without the list: %s, want 5 sent and 3 already done", r.stdout)
+	}
+	got := received(srv)
+	for _, e := range cs[0].emails {
+		if got[e] != 1 {
+			t.Errorf("%s received %d messages", e, got[e])
+		}
+	}
+	for _, m := range srv.Messages() {
+		if !strings.Contains(string(m.Raw), "Hello Name") {
+			t.Fatalf("a message was not rendered from the row's data:\n%s", m.Raw)
+		}
+	}
+	// Other templates: refused, nothing sent.
+	cs[1].write("template.txt", "Changed {{ .first_name }}\nUnsubscribe: {{ .UnsubscribeURL }}\n")
+	if r := cs[1].send(); r.code != 2 {
+		t.Errorf("host without the list and other templates: exit %d, want 2\n%s", r.code, r.stderr)
+	}
+	noPassword(t, pw, first, r)
 }
