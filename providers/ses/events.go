@@ -39,7 +39,7 @@ type notification struct {
 func ParseNotification(message []byte) (list []providers.Suppress, skipped []providers.Skipped, err error) {
 	var n notification
 	if err := json.Unmarshal(message, &n); err != nil {
-		return nil, nil, fmt.Errorf("Message is not an SES notification: %v", err)
+		return nil, nil, fmt.Errorf("the SNS Message is not an SES notification: %v", err)
 	}
 	kind := n.NotificationType
 	if kind == "" {
