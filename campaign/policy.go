@@ -563,9 +563,6 @@ func (g *gate) loc() *time.Location { return g.p.loc() }
 // format prints t in the campaign's zone.
 func (g *gate) format(t time.Time) string { return t.In(g.loc()).Format(time.RFC3339) }
 
-// stopped reports whether the gate stopped the run's sending.
-func (g *gate) stopped() bool { return g.expired || g.line != "" }
-
 // start checks, before anything is claimed, whether the run may send at all; false
 // with the reason set on the gate when it may not.
 func (g *gate) start(ctx context.Context) (bool, error) {

@@ -2,7 +2,6 @@ package journaltest
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -212,7 +211,7 @@ func runPolicy(t *testing.T, e Engine) {
 		}
 		g, err := stores[0].ReserveWarmup(ctx, journal.WarmupRequest{Day: "2026-11-03", Cap: caps})
 		if err != nil || g.Used != 25 {
-			t.Fatal(fmt.Sprintf("used = %+v, %v", g, err))
+			t.Fatalf("used = %+v, %v", g, err)
 		}
 	})
 }
