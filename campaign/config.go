@@ -56,6 +56,8 @@ type File struct {
 	Store    string `yaml:"store"`
 	Schedule string `yaml:"schedule"`
 	Timezone string `yaml:"timezone"`
+	// Policy: window, recipient_timezone, not_after, warmup, pause_if.
+	Policy PolicyFile `yaml:",inline"`
 
 	// Content (README "Markdown, layouts, attachments").
 	Markdown         string            `yaml:"markdown"`
@@ -118,6 +120,8 @@ type Campaign struct {
 	StoreFile string
 	Schedule  string
 	Location  *time.Location
+	// Policy is the sending policy (window, expiry, warm-up, pause).
+	Policy Policy
 
 	// MarkdownFile and LayoutFile are absolute paths ("" when absent).
 	MarkdownFile, LayoutFile string
@@ -347,6 +351,9 @@ func Parse(path string, data []byte, now time.Time) (*Campaign, error) {
 		if c.FallbackKind, c.FallbackNode, err = providerBlock(path, "fallback", &f.Fallback); err != nil {
 			return nil, err
 		}
+	}
+	if err := c.parsePolicy(&f.Policy, bad); err != nil {
+		return nil, err
 	}
 	return c, nil
 }

@@ -26,7 +26,9 @@ type Summary struct {
 	Failed   int    `json:"failed"`
 	Deferred int    `json:"deferred"`
 	Unknown  int    `json:"unknown"`
-	Pending  int    `json:"pending"`
+	// Expired counts recipients not sent before not_after (never sent).
+	Expired int `json:"expired"`
+	Pending int `json:"pending"`
 	// Waiting counts deferred recipients, not deferred by this run, whose retry time
 	// has not come: a run now would not send them. FirstDue is when the first of the
 	// waiting ones (or of this run's deferred ones) is due, RFC 3339 ("" when none).
@@ -45,6 +47,12 @@ type Summary struct {
 	// Error is the message of the error that stopped the run, or that says which
 	// recipients could not be rendered (they stay pending).
 	Error string `json:"error,omitempty"`
+	// Policy says why the sending policy held the rest back (a closed window, the
+	// warm-up cap, not_after), NextAt when the run can go on (RFC 3339), Pause the
+	// figures of a pause_if stop.
+	Policy string        `json:"policy,omitempty"`
+	NextAt string        `json:"next_at,omitempty"`
+	Pause  *PauseFigures `json:"pause,omitempty"`
 }
 
 // JSON renders the summary as one line of JSON.
@@ -99,6 +107,8 @@ type SendOptions struct {
 	// Store is the journal file.
 	Store         string
 	ResendUnknown bool
+	// ResumePaused lifts a pause_if pause and restarts its count.
+	ResumePaused bool
 	// Confirm is asked once with the plan before anything is sent (nil: no question).
 	Confirm func(Plan) bool
 	// Progress starts reporting the run's counters; the returned func stops it.
@@ -303,8 +313,8 @@ type run struct {
 	renderer *Renderer
 	sum      *Summary
 	start    time.Time
-	// From the store's counts (count): due to send, unknown, waiting, suppressed.
-	due, unknown, waiting, suppressed int
+	// From the store's counts (count): due to send, unknown, waiting, suppressed, expired.
+	due, unknown, waiting, suppressed, expired int
 	// noList is the store's record of the campaign's list when this host has no list
 	// file and joins the campaign as another host loaded it (nil: the list is here).
 	noList *journal.ListInfo
@@ -314,6 +324,8 @@ type run struct {
 	firstDue              time.Time
 	// fromStart: the primary could not be opened, the fallback sends everything.
 	fromStart bool
+	// gate is the sending policy's say on what may go now.
+	gate *gate
 }
 
 func (r *run) now() time.Time {
@@ -386,11 +398,16 @@ func (r *run) send(ctx context.Context) (err error) {
 		}
 		return err
 	}
+	if held, err := r.policy(ctx, jr, plan.NotDue); held || err != nil {
+		return err
+	}
 	toSend := plan.ToSend
 	if o.Limit >= 0 && o.Limit < toSend {
 		toSend = o.Limit
 	}
+	toSend = r.gate.fit(toSend)
 	if toSend == 0 && plan.GaveUp == 0 {
+		r.splitExpired(ctx)
 		sum.Waiting = plan.NotDue
 		if plan.NotDue > 0 {
 			if _, first, err := waitingRows(ctx, r.store, c.Name, r.now(), 0); err == nil {
@@ -463,6 +480,7 @@ func (r *run) send(ctx context.Context) (err error) {
 		Now: env.Now, Grace: o.Grace, Warnf: env.Warnf, Counters: &Counters{},
 		domains: domains,
 	}
+	r.gate.counters = pl.Counters
 	if o.Progress != nil {
 		stopProgress := o.Progress(p.withETA(), pl.Counters)
 		defer stopProgress()
@@ -485,6 +503,7 @@ func (r *run) send(ctx context.Context) (err error) {
 	if r.fromStart {
 		sum.FallbackSent = sum.Sent
 	}
+	runErr = r.afterPolicy(ctx, jr, runErr)
 	if el := time.Since(sendStart).Seconds(); el > 0 {
 		sum.RatePerS = math.Round(float64(sum.Sent)/el*10) / 10
 	}
@@ -495,6 +514,7 @@ func (r *run) send(ctx context.Context) (err error) {
 		sum.Waiting = max(r.notDue-r.deferredLater, 0)
 		sum.FirstDue = formatDue(r.firstDue, c.Location)
 		sum.Pending = max(r.waiting-sum.Deferred-sum.Waiting, 0)
+		sum.Expired = r.expired
 		sum.Skipped.AlreadyDone = 0
 		sum.Skipped.AlreadyDone = max(sum.rest()-sum.Pending, 0)
 	} else {
@@ -534,7 +554,7 @@ const othersEvery = 300 * time.Millisecond
 // feed claims batches of due recipients from the store and hands them to the pipeline,
 // until none is left, the limit is reached or the run stops.
 func (r *run) feed(ctx context.Context, jr journal.Run, limit int, stopped func() context.Context) func(fn func(*Recipient) error) error {
-	return func(fn func(*Recipient) error) error {
+	return func(fn func(*Recipient) error) (err error) {
 		claimed := 0
 		for {
 			n := claimBatch
@@ -543,6 +563,9 @@ func (r *run) feed(ctx context.Context, jr journal.Run, limit int, stopped func(
 				if n <= 0 {
 					return nil
 				}
+			}
+			if n, err = r.gate.claimable(ctx, n); n == 0 || err != nil {
+				return err // the policy holds the rest back
 			}
 			items, err := jr.Claim(ctx, n)
 			if err != nil {
@@ -574,11 +597,18 @@ func (r *run) feed(ctx context.Context, jr journal.Run, limit int, stopped func(
 				now = time.Now
 			}
 			t := now()
+			items = r.gate.admitItems(ctx, n, items)
 			for _, it := range items {
+				if err := r.gate.check(ctx); err != nil {
+					return err
+				}
 				rc := &Recipient{Line: it.Line, Email: it.Email, Key: it.Key, Fields: it.Fields}
 				if it.Retry {
 					rc.Entry = &journal.Entry{Key: it.Key, State: journal.Deferred, Attempts: it.Attempts, FirstAttempt: it.FirstAttempt}
 					rc.GiveUp = !it.FirstAttempt.IsZero() && t.Sub(it.FirstAttempt) > r.c.Retry.GiveUpAfter
+					if rc.GiveUp {
+						r.gate.giveUps++
+					}
 				}
 				if !rc.GiveUp {
 					claimed++
@@ -604,6 +634,7 @@ func (r *run) count(ctx context.Context) error {
 	}
 	r.suppressed = supp
 	r.unknown = counts[journal.Unknown]
+	r.expired = counts[journal.Expired]
 	r.waiting = counts[journal.Pending] + counts[journal.Deferred] + counts[journal.Claimed] - supp
 	r.due = max(counts[journal.Pending]+counts[journal.Deferred]-supp, 0)
 	if counts[journal.Deferred] > 0 {
@@ -750,7 +781,7 @@ func (p Plan) withETA() Plan {
 
 // rest is what the other counts leave of Total: the rows not attempted in this run.
 func (s *Summary) rest() int {
-	return s.Total - s.Sent - s.Failed - s.Deferred - s.Unknown - s.Waiting -
+	return s.Total - s.Sent - s.Failed - s.Deferred - s.Unknown - s.Expired - s.Waiting -
 		s.Skipped.Invalid - s.Skipped.Duplicate - s.Skipped.Suppressed - s.Skipped.AlreadyDone
 }
 

@@ -20,6 +20,10 @@ type Status struct {
 	Deferred int `json:"deferred"`
 	Failed   int `json:"failed"`
 	Unknown  int `json:"unknown"`
+	// Expired counts recipients not sent before not_after.
+	Expired int `json:"expired"`
+	// Paused says why pause_if paused the campaign (empty: it is not paused).
+	Paused string `json:"paused,omitempty"`
 	// Skipped counts the list rows that will not be sent.
 	Skipped *Skipped `json:"skipped,omitempty"`
 	// LastRun is the summary of the latest run, when there was one.
@@ -88,6 +92,12 @@ func ReadStatus(ctx context.Context, c *Campaign, storePath string, rows bool, e
 	st.Deferred = counts[journal.Deferred]
 	st.Failed = counts[journal.Failed]
 	st.Unknown = counts[journal.Unknown]
+	st.Expired = counts[journal.Expired]
+	if ps, err := store.PauseState(ctx, c.Name); err != nil {
+		return st, err
+	} else if ps.Paused {
+		st.Paused = ps.Reason
+	}
 	st.Pending = counts[journal.Pending]
 	src := &Source{Campaign: c, Journal: store, Now: env.Now}
 	res, err := src.Scan(ctx, func(*Recipient) error { return nil })

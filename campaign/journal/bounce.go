@@ -33,7 +33,7 @@ type Bouncer interface {
 	// "complaint:<campaign>"; it reports whether the address was newly suppressed.
 	RecordComplaint(ctx context.Context, campaign, email, reason string) (changed bool, err error)
 	// Mailed reports whether campaign handed a message for email to a provider (the
-	// recipient is in any state but pending, claimed and sending).
+	// recipient is in any state but pending, claimed, sending and expired).
 	Mailed(ctx context.Context, campaign, email string) (bool, error)
 	// ByProviderID returns the campaign and address of the recipient whose message the
 	// provider knows as id (a Message-ID, with or without angle brackets, or a queue
@@ -58,7 +58,7 @@ func bounceReason(b Bounce) string {
 }
 
 // notMailed are the states of a recipient not (yet) handed to a provider.
-const notMailed = "('pending', 'claimed', 'sending')"
+const notMailed = "('pending', 'claimed', 'sending', 'expired')"
 
 func trimID(id string) string { return strings.Trim(strings.TrimSpace(id), "<>") }
 

@@ -47,10 +47,12 @@ const (
 	Failed State = "failed"
 	// Unknown: the message may or may not have been accepted; never resent automatically.
 	Unknown State = "unknown"
+	// Expired: not sent before the campaign's not_after; never sent.
+	Expired State = "expired"
 )
 
 // States lists every State in report order. It is never modified.
-var States = []State{Pending, Claimed, Sending, Sent, Deferred, Failed, Unknown}
+var States = []State{Pending, Claimed, Sending, Sent, Deferred, Failed, Unknown, Expired}
 
 // Valid reports whether s is one of States.
 func (s State) Valid() bool {
@@ -128,6 +130,19 @@ type Store interface {
 
 	// Bouncer records what arrives after a run: bounces by mail, complaints.
 	Bouncer
+	// PauseState returns the campaign's pause_if state (the zero Pause when none).
+	PauseState(ctx context.Context, campaign string) (Pause, error)
+	// SetPause records the campaign's pause_if state.
+	SetPause(ctx context.Context, campaign string, p Pause) error
+	// Outcomes counts the campaign's outcomes, bounces and complaints since a time
+	// (zero: all).
+	Outcomes(ctx context.Context, campaign string, since time.Time) (OutcomeCounts, error)
+	// FirstAttempt returns the campaign's first hand-off (zero when none yet).
+	FirstAttempt(ctx context.Context, campaign string) (time.Time, error)
+	// ReserveWarmup reserves (or gives back) sends of today's warm-up allowance, counted
+	// across every campaign of the store, in one transaction: concurrent runs on any
+	// host never reserve more than the cap together.
+	ReserveWarmup(ctx context.Context, req WarmupRequest) (WarmupGrant, error)
 
 	// Export walks everything the store holds, for `herald store copy`.
 	Export(ctx context.Context, fn func(Record) error) error
@@ -174,6 +189,10 @@ type Run interface {
 	Others(ctx context.Context) (int, error)
 	// Live counts the campaign's live runs, this one included.
 	Live(ctx context.Context) (int, error)
+	// Expire commits what is queued, then marks `expired` the campaign's `pending` and
+	// `deferred` recipients (also those not yet due) that are not suppressed, and this
+	// run's `claimed` ones (not_after has passed). It returns how many it marked.
+	Expire(ctx context.Context) (int, error)
 	// End commits what is queued, releases this run's unsent claims to `pending`,
 	// records the summary and ends the run. It is safe to call once.
 	End(ctx context.Context, summary []byte) error

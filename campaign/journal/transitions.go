@@ -37,13 +37,16 @@ var (
 	tSettleSending = Transition{Name: "settle sending", From: []State{Sending}, To: Unknown}
 	// Reopen: a failure this run recorded turns out to be the campaign's fault.
 	tReopen = Transition{Name: "reopen", From: []State{Failed}, To: Pending, Owned: true}
+	// Expire: not_after passed; the run's own claims expire with the rest.
+	tExpire        = Transition{Name: "expire", From: []State{Pending, Deferred}, To: Expired}
+	tExpireClaimed = Transition{Name: "expire claimed", From: []State{Claimed}, To: Expired, Owned: true}
 	// send --resend-unknown.
 	tResend = Transition{Name: "resend unknown", From: []State{Unknown}, To: Pending}
 )
 
 // Transitions lists the table, for documentation and tests.
 var Transitions = []Transition{tLoad, tClaim, tHandoff, tSent, tDeferred, tUnknown, tFailed,
-	tRelease, tReopen, tSettleClaimed, tSettleSending, tResend, tBounce}
+	tRelease, tReopen, tSettleClaimed, tSettleSending, tResend, tBounce, tExpire, tExpireClaimed}
 
 // outcomeTransition returns the transition an outcome makes (ok false: not an outcome).
 func outcomeTransition(o Outcome) (Transition, bool) {

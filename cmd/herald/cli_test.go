@@ -55,6 +55,8 @@ type cliEnv struct {
 	exits atomic.Int32
 	// exitCode is the code of the last IO.Exit call.
 	exitCode atomic.Int32
+	// now is the clock (nil: time.Now).
+	now func() time.Time
 }
 
 func (e *cliEnv) run(t *testing.T, args ...string) cliRun {
@@ -73,6 +75,9 @@ func (e *cliEnv) run(t *testing.T, args ...string) cliRun {
 	}
 	if e.signals != nil {
 		sys.Signals = e.signals
+	}
+	if e.now != nil {
+		sys.Now = e.now
 	}
 	code := Main(args, sys)
 	r := cliRun{code: code, stdout: stdout.String(), stderr: stderr.String()}
@@ -190,7 +195,7 @@ func jsonCount(t *testing.T, obj map[string]any, key string) int {
 func checkCountsAddUp(t *testing.T, obj map[string]any) {
 	t.Helper()
 	sum := 0
-	for _, k := range []string{"sent", "failed", "deferred", "unknown", "pending",
+	for _, k := range []string{"sent", "failed", "deferred", "unknown", "expired", "pending",
 		"skipped.invalid", "skipped.duplicate", "skipped.suppressed", "skipped.already_done"} {
 		sum += jsonCount(t, obj, k)
 	}

@@ -25,6 +25,7 @@ type sendOptions struct {
 	json          bool
 	store         string
 	resendUnknown bool
+	resumePaused  bool
 	test          string // --test ADDR[,ADDR…]
 	row           int
 	noPrefix      bool
@@ -66,6 +67,7 @@ func (a *app) sendCmd() *cobra.Command {
 	f.BoolVar(&o.json, "json", false, "print the summary as one JSON object on stdout")
 	f.StringVar(&o.store, "store", "", "store: a file or a postgres:// URL (default: HERALD_STORE, the file's store:, herald.db beside it)")
 	f.BoolVar(&o.resendUnknown, "resend-unknown", false, "send again to recipients whose earlier outcome is unknown")
+	f.BoolVar(&o.resumePaused, "resume-paused", false, "resume a campaign that pause_if paused (and restart its bounce and complaint count)")
 	f.StringVar(&o.test, "test", "", "send row --row rendered to these addresses (comma-separated) through the campaign's provider; the journal is not touched")
 	f.IntVar(&o.row, "row", 1, "with --test: the data row to render (1 = the first after the header)")
 	f.BoolVar(&o.noPrefix, "no-prefix", false, "with --test: no \"[TEST] \" before the subject")
@@ -113,6 +115,7 @@ func (a *app) runSend(ctx context.Context, o sendOptions) error {
 		DryRun: o.dryRun, Limit: o.limit, Workers: o.workers,
 		Store:         campaign.StorePath(c, o.store, a.io.Getenv),
 		ResendUnknown: o.resendUnknown,
+		ResumePaused:  o.resumePaused,
 		Warn:          a.rowWarnings(),
 	}
 	if o.workers < 0 || o.workers > 256 {
@@ -214,6 +217,9 @@ func (a *app) printSummary(s *campaign.Summary, asJSON bool) {
 	line := fmt.Sprintf("%s: %d row(s): %d sent, %d failed, %d deferred, %d unknown, %d pending; skipped: %d invalid, %d duplicate, %d suppressed, %d already done",
 		s.Campaign, s.Total, s.Sent, s.Failed, s.Deferred, s.Unknown, s.Pending,
 		s.Skipped.Invalid, s.Skipped.Duplicate, s.Skipped.Suppressed, s.Skipped.AlreadyDone)
+	if s.Expired > 0 {
+		line = strings.Replace(line, " pending;", fmt.Sprintf(" pending, %d expired;", s.Expired), 1)
+	}
 	if s.Waiting > 0 {
 		line += fmt.Sprintf("; %d waiting", s.Waiting)
 	}
@@ -227,4 +233,7 @@ func (a *app) printSummary(s *campaign.Summary, asJSON bool) {
 		line += fmt.Sprintf(" (%.1f msg/s over %s)", s.RatePerS, (time.Duration(s.DurationMS) * time.Millisecond).Round(time.Millisecond))
 	}
 	a.infof("%s", line)
+	if s.Policy != "" {
+		a.infof("%s: %s", s.Campaign, s.Policy)
+	}
 }

@@ -44,8 +44,11 @@ func (a *app) statusCmd() *cobra.Command {
 			for _, r := range []struct {
 				name string
 				n    int
-			}{{"pending", st.Pending}, {"claimed", st.Claimed}, {"sending", st.Sending}, {"sent", st.Sent}, {"deferred", st.Deferred}, {"failed", st.Failed}, {"unknown", st.Unknown}} {
+			}{{"pending", st.Pending}, {"claimed", st.Claimed}, {"sending", st.Sending}, {"sent", st.Sent}, {"deferred", st.Deferred}, {"failed", st.Failed}, {"unknown", st.Unknown}, {"expired", st.Expired}} {
 				fmt.Fprintf(w, "%s\t%d\n", r.name, r.n)
+			}
+			if st.Paused != "" {
+				fmt.Fprintf(w, "paused\t%s (resume: herald send CAMPAIGN.yaml --resume-paused)\n", st.Paused)
 			}
 			if st.Skipped != nil {
 				fmt.Fprintf(w, "skipped\t%d invalid, %d duplicate, %d suppressed\n", st.Skipped.Invalid, st.Skipped.Duplicate, st.Skipped.Suppressed)

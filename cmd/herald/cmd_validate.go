@@ -24,8 +24,14 @@ func (a *app) validateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if _, err := campaign.CheckZones(cmd.Context(), c, a.rowWarnings()); err != nil {
+				return err
+			}
 			a.infof("%s is valid: %d row(s): %d to send; skipped: %d invalid, %d duplicate, %d suppressed, %d already done",
 				argv[0], sum.Total, sum.Pending, sum.Skipped.Invalid, sum.Skipped.Duplicate, sum.Skipped.Suppressed, sum.Skipped.AlreadyDone)
+			for _, line := range c.Policy.Explain() {
+				a.infof("policy: %s", line)
+			}
 			o := preflight.Options{Store: campaign.StorePath(c, store, a.io.Getenv), Row: row}
 			if err := a.preflight(cmd.Context(), c, o, strict); err != nil {
 				return err

@@ -520,6 +520,8 @@ func Run(t *testing.T, e Engine) {
 		}
 	})
 
+	runPolicy(t, e)
+
 	if !e.Shared {
 		t.Run("OneRunAtATime", func(t *testing.T) {
 			s := Open(t, e.New(t), nil)
