@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"mime/multipart"
@@ -348,5 +349,37 @@ func TestAttachmentSizeWarningAndMissingCampaignFile(t *testing.T) {
 		if ents, _ := os.ReadDir(filepath.Join(f.dir, "outbox")); len(ents) > 0 {
 			t.Errorf("%d message(s) sent", len(ents))
 		}
+	}
+}
+
+// A recipient left pending for a missing file is not claimed again by the same run: with
+// more rows than one claim batch, the run reports it once, the counts add up, and the
+// next run (the file there) sends it once.
+func TestMissingFileHeldForTheRestOfTheRun(t *testing.T) {
+	f := newFixture(t, 0, "  kind: file\n  dir: outbox\n", "attachment_column: invoice\n")
+	var list strings.Builder
+	list.WriteString("email,first_name,invoice\n")
+	os.MkdirAll(filepath.Join(f.dir, "invoices"), 0o755)
+	const n = 3*claimBatch + 5
+	for i := 1; i <= n; i++ {
+		name := fmt.Sprintf("invoices/%04d.pdf", i)
+		if i != 2 {
+			os.WriteFile(filepath.Join(f.dir, name), []byte("%PDF-1.4\n"), 0o644)
+		}
+		fmt.Fprintf(&list, "r%04d@example.org,N%d,%s\n", i, i, name)
+	}
+	f.write("subscribers.csv", list.String())
+	sum, err := f.send(-1, SendOptions{Workers: 2})
+	var re *RenderErrors
+	if !errors.As(err, &re) || re.N != 1 {
+		t.Fatalf("send: %v, want one render error", err)
+	}
+	if sum.Sent != n-1 || sum.Pending != 1 || sum.rest() != sum.Pending {
+		t.Fatalf("summary %s: want %d sent and 1 pending, adding up", sum.JSON(), n-1)
+	}
+	os.WriteFile(filepath.Join(f.dir, "invoices/0002.pdf"), []byte("%PDF-1.4\n"), 0o644)
+	sum, err = f.send(-1, SendOptions{})
+	if err != nil || sum.Sent != 1 {
+		t.Fatalf("second run: %s %v, want 1 sent", sum.JSON(), err)
 	}
 }

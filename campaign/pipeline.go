@@ -514,8 +514,9 @@ func (p *Pipeline) start(stopCtx, sendCtx context.Context, stop context.CancelCa
 		return false
 	}
 	if renderErr != nil {
-		// Not a delivery outcome: release the claim, so that a later run sends it.
-		p.record(rc, journal.Outcome{State: journal.Pending})
+		// Not a delivery outcome: hold the claim for the rest of the run (claimed
+		// again it would fail again), so that it is pending for a later run.
+		p.record(rc, journal.Outcome{State: journal.Claimed})
 		p.warnf("%v: left pending", renderErr)
 		p.renderMu.Lock()
 		p.renderErrs.add(renderErr)

@@ -267,6 +267,9 @@ type Outcome struct {
 	Suppress bool
 	// Email is the address to suppress (Key when empty).
 	Email string
+	// State Claimed holds a hand-off whose message was never made (a render error):
+	// the row stays this run's claim, not claimed again by it, and goes back to
+	// pending when the run ends.
 	// Reopen, with State Pending, returns a recipient that this run recorded Failed to
 	// pending and lifts the suppression that failure added (source "bounce:<campaign>"):
 	// the run found afterwards that the failure was the campaign's fault, not the

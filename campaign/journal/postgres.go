@@ -1042,8 +1042,14 @@ func (r *pgRun) apply(ctx context.Context, ops []op, results []error) error {
 				updated_at = $1 WHERE campaign = $2 AND key = $3 AND run_id = $4 AND state IN `+t.fromSQL(), ms, r.campaign, oc.Key, r.id)
 			b.Queue(`DELETE FROM herald_suppressions WHERE key = $1 AND source = $2`, oc.Key, "bounce:"+r.campaign)
 			continue
-		} else if t.Name == tRelease.Name {
-			b.Queue(`UPDATE herald_recipients SET state = `+t.to()+`, run_id = NULL,
+		} else if t.Name == tRelease.Name || t.Name == tHold.Name {
+			// The attempt never reached the provider: it does not count. A hold keeps
+			// the row the run's (claimed) until the run ends.
+			owner := "NULL"
+			if t.Name == tHold.Name {
+				owner = "run_id"
+			}
+			b.Queue(`UPDATE herald_recipients SET state = `+t.to()+`, run_id = `+owner+`,
 				attempts = CASE WHEN state = 'sending' THEN greatest(attempts - 1, 0) ELSE attempts END,
 				first_attempt = CASE WHEN state = 'sending' AND attempts <= 1 THEN NULL ELSE first_attempt END,
 				updated_at = $1 WHERE campaign = $2 AND key = $3 AND run_id = $4 AND state IN `+t.fromSQL(), ms, r.campaign, oc.Key, r.id)
@@ -1084,7 +1090,7 @@ func (r *pgRun) apply(ctx context.Context, ops []op, results []error) error {
 		switch {
 		case kinds[i].Name == tHandoff.Name && n != 1:
 			refused = append(refused, i)
-		case o.isOut && n == 0 && kinds[i].Name != tRelease.Name:
+		case o.isOut && n == 0 && kinds[i].Name != tRelease.Name && kinds[i].Name != tHold.Name:
 			results[i] = fmt.Errorf("journal: campaign %q: outcome %s of %s without this run's hand-off", r.campaign, o.outcome.State, o.key)
 		}
 		if o.isOut && o.outcome.Suppress {

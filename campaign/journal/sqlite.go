@@ -892,8 +892,14 @@ func (r *sqliteRun) apply(ctx context.Context, ops []op, results []error) error 
 			}
 			continue
 		}
-		if t.Name == tRelease.Name {
-			res, err = tx.ExecContext(ctx, `UPDATE recipients SET state = `+t.to()+`, run_id = NULL,
+		if t.Name == tRelease.Name || t.Name == tHold.Name {
+			// The attempt never reached the provider: it does not count. A hold keeps
+			// the row the run's (claimed) until the run ends.
+			owner := "NULL"
+			if t.Name == tHold.Name {
+				owner = "run_id"
+			}
+			res, err = tx.ExecContext(ctx, `UPDATE recipients SET state = `+t.to()+`, run_id = `+owner+`,
 				attempts = CASE WHEN state = 'sending' THEN max(attempts - 1, 0) ELSE attempts END,
 				first_attempt = CASE WHEN state = 'sending' AND attempts <= 1 THEN NULL ELSE first_attempt END,
 				updated_at = ?1 WHERE campaign = ?2 AND key = ?3 AND run_id = ?4 AND state IN `+t.fromSQL(), ms, r.campaign, oc.Key, r.id)
@@ -905,7 +911,7 @@ func (r *sqliteRun) apply(ctx context.Context, ops []op, results []error) error 
 		if err != nil {
 			return fmt.Errorf("outcome %s of %s: %w", oc.State, oc.Key, err)
 		}
-		if n, _ := res.RowsAffected(); n == 0 && t.Name != tRelease.Name {
+		if n, _ := res.RowsAffected(); n == 0 && t.Name != tRelease.Name && t.Name != tHold.Name {
 			results[i] = fmt.Errorf("journal: campaign %q: outcome %s of %s without this run's hand-off", r.campaign, oc.State, oc.Key)
 		}
 		if oc.Suppress {

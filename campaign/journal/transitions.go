@@ -32,6 +32,10 @@ var (
 	tFailed = Transition{Name: "failed", From: []State{Sending, Claimed}, To: Failed, Owned: true}
 	// Release: a claim given back without a hand-off reaching the provider.
 	tRelease = Transition{Name: "release", From: []State{Claimed, Sending}, To: Pending, Owned: true}
+	// Hold: a hand-off whose message was never made (it could not be rendered) stays
+	// the run's claim, so that the run does not claim it again; the claim goes back to
+	// pending when the run ends (or is settled, if it dies).
+	tHold = Transition{Name: "hold", From: []State{Sending}, To: Claimed, Owned: true}
 	// Settling a dead run: its claims go back, its hand-offs become unknown.
 	tSettleClaimed = Transition{Name: "settle claimed", From: []State{Claimed}, To: Pending}
 	tSettleSending = Transition{Name: "settle sending", From: []State{Sending}, To: Unknown}
@@ -46,7 +50,7 @@ var (
 
 // Transitions lists the table, for documentation and tests.
 var Transitions = []Transition{tLoad, tClaim, tHandoff, tSent, tDeferred, tUnknown, tFailed,
-	tRelease, tReopen, tSettleClaimed, tSettleSending, tResend, tBounce, tExpire, tExpireClaimed}
+	tRelease, tHold, tReopen, tSettleClaimed, tSettleSending, tResend, tBounce, tExpire, tExpireClaimed}
 
 // outcomeTransition returns the transition an outcome makes (ok false: not an outcome).
 func outcomeTransition(o Outcome) (Transition, bool) {
@@ -64,6 +68,8 @@ func outcomeTransition(o Outcome) (Transition, bool) {
 		return tFailed, true
 	case Pending:
 		return tRelease, true
+	case Claimed:
+		return tHold, true
 	}
 	return Transition{}, false
 }

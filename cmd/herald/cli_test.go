@@ -407,14 +407,33 @@ func TestMainInterruptedExit130(t *testing.T) {
 	}
 }
 
+// TestMainSecondSignalExitsAtOnce: a second Ctrl-C while a send is in flight exits at
+// once (130) instead of waiting for it. The signals go once the relay has a message in
+// flight (an event, not a delay): sent earlier, the first could stop the run before
+// anything is in flight, and nobody would take the second.
 func TestMainSecondSignalExitsAtOnce(t *testing.T) {
-	srv := smtptest.Start(t, smtptest.Options{DataDelay: 300 * time.Millisecond})
+	inFlight := make(chan struct{}, 16)
+	srv := smtptest.Start(t, smtptest.Options{DataDelay: 3 * time.Second,
+		Rcpt: func(string, int) *smtp.SMTPError {
+			inFlight <- struct{}{}
+			return nil
+		}})
 	cf := cliCampaign(t, 10, cliSMTPProvider(srv, ""), "workers: 1\n")
 	e := &cliEnv{signals: make(chan os.Signal)}
 	done := make(chan cliRun, 1)
 	go func() { done <- e.run(t, "send", cf, "--yes") }()
-	e.signals <- os.Interrupt
-	e.signals <- os.Interrupt // taken only by the handler's second wait
+	select {
+	case <-inFlight:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no message in flight within 30s")
+	}
+	for i := range 2 { // the second is taken only by the handler's second wait
+		select {
+		case e.signals <- os.Interrupt:
+		case <-time.After(15 * time.Second):
+			t.Fatalf("interrupt %d not taken within 15s", i+1)
+		}
+	}
 	select {
 	case <-done:
 	case <-time.After(15 * time.Second):

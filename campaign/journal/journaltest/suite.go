@@ -427,6 +427,43 @@ func Run(t *testing.T, e Engine) {
 		}
 	})
 
+	t.Run("HoldKeepsTheClaimUntilTheRunEnds", func(t *testing.T) {
+		s := Open(t, e.New(t), nil)
+		r, err := s.BeginRun(ctx, journal.RunSpec{Campaign: "nov", Host: "h1", PID: 42})
+		if err != nil {
+			t.Fatal(err)
+		}
+		Load(t, r, "h", Items("a", 0, 3))
+		claim(t, r, 1)
+		handoff(t, r, "a0@x.test")
+		r.Record(journal.Outcome{Key: "a0@x.test", State: journal.Claimed, Reason: "could not be rendered"})
+		flush(t, r)
+		if a0 := rows(t, s, "nov")["a0@x.test"]; a0.State != journal.Claimed || a0.Attempts != 0 {
+			t.Fatalf("held row = %+v, want claimed with no attempt", a0)
+		}
+		items, err := r.Claim(ctx, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, it := range items {
+			if it.Key == "a0@x.test" {
+				t.Fatalf("the run claimed its held row again: %+v", items)
+			}
+		}
+		if len(items) != 2 {
+			t.Fatalf("claimed %d rows, want the 2 others", len(items))
+		}
+		for _, it := range items {
+			handoff(t, r, it.Key)
+			r.Record(journal.Outcome{Key: it.Key, State: journal.Sent})
+		}
+		flush(t, r)
+		if err := r.End(ctx, nil); err != nil {
+			t.Fatal(err)
+		}
+		wantCounts(t, s, "nov", map[journal.State]int{journal.Pending: 1, journal.Sent: 2})
+	})
+
 	t.Run("DeadRunRecovery", func(t *testing.T) {
 		loc := e.New(t)
 		s := Open(t, loc, nil)
