@@ -20,9 +20,12 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/sendgrid/sendgrid-go/helpers/eventwebhook"
 
 	"github.com/heraldmail/herald/campaign/journal"
 	"github.com/heraldmail/herald/providers"
@@ -226,10 +229,13 @@ func (h *Handler) serveWebhook(w http.ResponseWriter, r *http.Request, provider 
 
 // --- SendGrid ---
 
-// SendGrid signed event webhook headers.
+// SendGrid signed event webhook headers, and how old (or how far ahead of this clock) a
+// signed timestamp may be.
 const (
-	sendgridSigHeader = "X-Twilio-Email-Event-Webhook-Signature"
-	sendgridTSHeader  = "X-Twilio-Email-Event-Webhook-Timestamp"
+	sendgridSigHeader = eventwebhook.VerificationHTTPHeader
+	sendgridTSHeader  = eventwebhook.TimestampHTTPHeader
+	sendgridMaxAge    = 10 * time.Minute
+	sendgridMaxSkew   = 5 * time.Minute
 )
 
 // sendgridEvents verifies a SendGrid event webhook request (ECDSA P-256 with SHA-256 over
@@ -243,15 +249,17 @@ func (w *webhooks) sendgridEvents(r *http.Request, body []byte, now time.Time) (
 	if sig == "" || ts == "" {
 		return nil, reject(http.StatusUnauthorized, "sendgrid webhook: missing %s or %s header", sendgridSigHeader, sendgridTSHeader)
 	}
-	der, err := base64.StdEncoding.DecodeString(sig)
-	if err != nil {
-		return nil, reject(http.StatusUnauthorized, "sendgrid webhook: signature is not base64")
-	}
-	d := sha256.New()
-	d.Write([]byte(ts))
-	d.Write(body)
-	if !ecdsa.VerifyASN1(w.sendgrid, d.Sum(nil), der) {
+	if ok, err := eventwebhook.VerifySignature(w.sendgrid, body, sig, ts); err != nil || !ok {
 		return nil, reject(http.StatusUnauthorized, "sendgrid webhook: signature does not match")
+	}
+	// The signature covers the timestamp: one outside the window is a captured request
+	// played again (SendGrid signs each delivery, retries included, when it sends it).
+	sec, err := strconv.ParseInt(strings.TrimSpace(ts), 10, 64)
+	if err != nil {
+		return nil, reject(http.StatusUnauthorized, "sendgrid webhook: %s is not a Unix time", sendgridTSHeader)
+	}
+	if at := time.Unix(sec, 0); at.Before(now.Add(-sendgridMaxAge)) || at.After(now.Add(sendgridMaxSkew)) {
+		return nil, reject(http.StatusUnauthorized, "sendgrid webhook: timestamp %s is outside the accepted window (%s old, %s ahead): a replayed request?", at.UTC().Format(time.RFC3339), sendgridMaxAge, sendgridMaxSkew)
 	}
 	list, skipped, err := sendgrid.ParseEvents(body)
 	if err != nil {

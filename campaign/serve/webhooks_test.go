@@ -26,6 +26,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -113,7 +114,10 @@ func TestSendGridWebhook(t *testing.T) {
 	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
 	srv, _ := webhookServer(t, WebhookConfig{SendGridKey: base64.StdEncoding.EncodeToString(der)})
 	events := fixture(t, "sendgrid_events.json")
-	const ts = "1764324000"
+	ts := strconv.FormatInt(hookNow.Unix(), 10)
+	stale := strconv.FormatInt(hookNow.Add(-11*time.Minute).Unix(), 10)
+	ahead := strconv.FormatInt(hookNow.Add(6*time.Minute).Unix(), 10)
+	late := strconv.FormatInt(hookNow.Add(-9*time.Minute).Unix(), 10)
 	badAddr := []byte(`[{"email":"ok@example.com","event":"spamreport"},{"email":"not an address","event":"bounce","type":"bounce"}]`)
 	notObject := []byte(`[{"email":"ok@example.com","event":"spamreport"},"bounce",{"email":7,"event":"bounce","type":"bounce"}]`)
 
@@ -128,7 +132,10 @@ func TestSendGridWebhook(t *testing.T) {
 		{"signed events", events, sendgridSign(t, key, ts, events), ts, 200,
 			[]string{"dropped-bounced@example.com", "dropped-invalid@example.com", "group@example.com", "hard@example.com", "spam@example.com", "unsub@example.com"}},
 		{"tampered body", bytes.Replace(events, []byte("open@example.com"), []byte("open@example.org"), 1), sendgridSign(t, key, ts, events), ts, 401, nil},
-		{"other timestamp", events, sendgridSign(t, key, ts, events), "1764324001", 401, nil},
+		{"other timestamp", events, sendgridSign(t, key, ts, events), ts + "1", 401, nil},
+		{"replayed: signed 11 minutes ago", events, sendgridSign(t, key, stale, events), stale, 401, nil},
+		{"signed 6 minutes ahead", events, sendgridSign(t, key, ahead, events), ahead, 401, nil},
+		{"signed 9 minutes ago", []byte(`[]`), sendgridSign(t, key, late, []byte(`[]`)), late, 200, nil},
 		{"missing signature", events, "", ts, 401, nil},
 		{"missing timestamp", events, sendgridSign(t, key, ts, events), "", 401, nil},
 		{"wrong key", events, sendgridSign(t, other, ts, events), ts, 401, nil},
@@ -181,8 +188,8 @@ func TestSendGridReasonKept(t *testing.T) {
 	srv, st := webhookServer(t, WebhookConfig{SendGridKey: base64.StdEncoding.EncodeToString(der)})
 	body := []byte(`[{"email":"a@example.com","event":"bounce","type":"bounce","reason":"550 5.1.1 no\nsuch user"}]`)
 	code, _ := send(t, http.MethodPost, srv.URL+"/webhooks/sendgrid", http.Header{
-		"X-Twilio-Email-Event-Webhook-Signature": {sendgridSign(t, key, "1", body)},
-		"X-Twilio-Email-Event-Webhook-Timestamp": {"1"},
+		"X-Twilio-Email-Event-Webhook-Signature": {sendgridSign(t, key, strconv.FormatInt(hookNow.Unix(), 10), body)},
+		"X-Twilio-Email-Event-Webhook-Timestamp": {strconv.FormatInt(hookNow.Unix(), 10)},
 	}, body)
 	if code != 200 || len(st.list) != 1 || st.list[0].Reason != "bounce: 550 5.1.1 no such user" {
 		t.Fatalf("code %d, list %+v", code, st.list)
@@ -614,7 +621,7 @@ func TestSendGridSampleBatch(t *testing.T) {
 		logged = append(logged, fmt.Sprintf(format, args...))
 	}})
 	body := fixture(t, "sendgrid_sample_batch.json")
-	const ts = "1764324000"
+	ts := strconv.FormatInt(hookNow.Unix(), 10)
 	code, answer := send(t, http.MethodPost, srv.URL+"/webhooks/sendgrid", http.Header{
 		"X-Twilio-Email-Event-Webhook-Signature": {sendgridSign(t, key, ts, body)},
 		"X-Twilio-Email-Event-Webhook-Timestamp": {ts},
