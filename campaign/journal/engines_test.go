@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -158,5 +159,30 @@ func TestPostgresWrongPassword(t *testing.T) {
 	var une *journal.UnavailableError
 	if !errors.As(err, &une) || strings.Contains(err.Error(), "x-wrong-pass") {
 		t.Fatalf("refused login = %v", err)
+	}
+}
+
+// TestSQLiteConcurrentFirstOpen: two campaigns (or send and serve) may open a store file
+// that does not exist yet at the same moment; switching a new file to WAL answers
+// SQLITE_BUSY without waiting, and neither open may fail for it.
+func TestSQLiteConcurrentFirstOpen(t *testing.T) {
+	dir := t.TempDir()
+	for i := range 20 {
+		path := filepath.Join(dir, fmt.Sprintf("s%d.db", i))
+		errs := make(chan error, 6)
+		for range 6 {
+			go func() {
+				s, err := journal.Open(context.Background(), path, journal.Options{})
+				if err == nil {
+					s.Close()
+				}
+				errs <- err
+			}()
+		}
+		for range 6 {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 }

@@ -58,7 +58,7 @@ func openSQLite(ctx context.Context, path string, o Options) (*sqliteStore, erro
 	s.wdb.SetMaxIdleConns(1)
 	s.wdb.SetConnMaxIdleTime(0)
 	s.wdb.SetConnMaxLifetime(0)
-	if err := migrateSQLite(ctx, s.wdb, len(sqliteMigrations)); err != nil {
+	if err := migrateSQLiteWhenFree(ctx, s.wdb, len(sqliteMigrations)); err != nil {
 		s.wdb.Close()
 		return nil, fmt.Errorf("journal: open %s: %w", path, err)
 	}

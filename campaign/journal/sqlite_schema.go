@@ -3,7 +3,13 @@ package journal
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // sqliteMigrations are the SQLite schema steps in order; sqliteMigrations[i] takes a
@@ -104,6 +110,28 @@ func migrateSQLite(ctx context.Context, db *sql.DB, target int) error {
 		return fmt.Errorf("schema migration to v%d: commit: %w", target, err)
 	}
 	return nil
+}
+
+// migrateSQLiteWhenFree is migrateSQLite, tried again while SQLite answers busy, for up
+// to busyTimeout. Switching a new file to WAL (the connection's first pragma) needs the
+// file to itself and answers SQLITE_BUSY at once, without the busy timeout, when another
+// process or connection opens the same new file at that moment.
+func migrateSQLiteWhenFree(ctx context.Context, db *sql.DB, target int) error {
+	deadline := time.Now().Add(busyTimeout)
+	wait := 5 * time.Millisecond
+	for {
+		err := migrateSQLite(ctx, db, target)
+		var se *sqlite.Error
+		if err == nil || !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait + rand.N(wait)):
+		}
+		wait = min(2*wait, 200*time.Millisecond)
+	}
 }
 
 // SQLiteSchemaVersion is the SQLite schema version this package writes.
