@@ -659,9 +659,14 @@ type rateShare struct {
 	live    int
 }
 
-// update sets the limiter for the current number of live runs and returns it.
+// update sets the limiter for the current number of live runs and returns it. A count
+// that fails keeps the share it had: taking the whole rate then would break the
+// ceiling for as long as the store does not answer.
 func (s *rateShare) update(ctx context.Context) int {
 	n, err := s.run.Live(ctx)
+	if err != nil && s.live > 0 {
+		return s.live
+	}
 	if err != nil || n < 1 {
 		n = 1
 	}

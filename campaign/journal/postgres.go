@@ -929,10 +929,23 @@ func (r *pgRun) Load(ctx context.Context, info *ListInfo, feed func(add func(Ite
 			if len(keys) == 0 {
 				return nil
 			}
-			tag, err := tx.Exec(ctx, `INSERT INTO herald_recipients (campaign, key, email, line, state, fields, updated_at)
+			// Rows already there are refreshed only while they wait (pending or
+			// deferred), and new rows are inserted with DO NOTHING. An upsert (ON
+			// CONFLICT DO UPDATE … WHERE) would lock every row of the list, sent and
+			// in flight ones too, in list order for the whole load, while settlement
+			// and a run's batched outcomes lock in flight rows in their own order: a
+			// deadlock. Rows that wait are changed by no one else but a claim, which
+			// skips locked rows, so no writer holding rows waits for the load.
+			tag, err := tx.Exec(ctx, `UPDATE herald_recipients x SET email = u.e, line = u.l, fields = u.f
+				FROM unnest($2::text[], $3::text[], $4::int[], $5::text[]) AS u(k, e, l, f)
+				WHERE x.campaign = $1 AND x.key = u.k AND x.state IN `+tClaim.fromSQL(), r.campaign, keys, emails, lines, fields)
+			if err != nil {
+				return err
+			}
+			added += int(tag.RowsAffected())
+			tag, err = tx.Exec(ctx, `INSERT INTO herald_recipients (campaign, key, email, line, state, fields, updated_at)
 				SELECT $1, k, e, l, `+tLoad.to()+`, f, $6 FROM unnest($2::text[], $3::text[], $4::int[], $5::text[]) AS u(k, e, l, f)
-				ON CONFLICT (campaign, key) DO UPDATE SET email = excluded.email, line = excluded.line, fields = excluded.fields
-				WHERE herald_recipients.state IN `+tClaim.fromSQL(), r.campaign, keys, emails, lines, fields, now)
+				ON CONFLICT (campaign, key) DO NOTHING`, r.campaign, keys, emails, lines, fields, now)
 			if err != nil {
 				return err
 			}

@@ -99,14 +99,27 @@ func TestPostgresThreeHosts(t *testing.T) {
 		t.Errorf("the hosts sent %d between them, want %d", total, n)
 	}
 	cs[0].checkComplete(srv, 0)
+	// The ceiling holds for when the runs let messages go; the server sees each one a
+	// little later (hand-off commit, SMTP exchange), and a process that stalls (the
+	// race detector, two busy cores) delivers late messages bunched with the next ones.
+	// Measured here, at 150/s over three runs, the shares were kept (50 a run in any
+	// second) while one run's bunching put 52-53 of its messages, 152-156 in all, into
+	// one second of arrivals. A message arrives within a window without having been let
+	// go within it only if it was in flight when the window opened, and each worker has
+	// at most one message in flight: so any second of arrivals holds at most the
+	// ceiling plus every run's workers. Runs that do not share (each at the whole
+	// rate, or shares that add up to more) go past that within the first second.
+	const workers = 4 // crashOptions' default
+	limit := perSecond + len(cs)*workers
 	sort.Slice(arrivals, func(i, j int) bool { return arrivals[i].Before(arrivals[j]) })
 	for i := range arrivals {
 		k := 0
-		for j := i; j < len(arrivals) && arrivals[j].Sub(arrivals[i]) <= time.Second-50*time.Millisecond; j++ {
+		for j := i; j < len(arrivals) && arrivals[j].Sub(arrivals[i]) <= time.Second; j++ {
 			k++
 		}
-		if k > perSecond {
-			t.Fatalf("%d messages arrived within one second from message %d; the campaign's ceiling is %d/s", k, i, perSecond)
+		if k > limit {
+			t.Fatalf("%d messages arrived within one second from message %d; the campaign's ceiling is %d/s, and at most %d more can be in flight",
+				k, i, perSecond, limit-perSecond)
 		}
 	}
 	st := cs[1].run(30*time.Second, "status", cs[1].path)
