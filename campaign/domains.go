@@ -245,3 +245,24 @@ func (g *domainGate) enqueue(ctx context.Context, t *task) error {
 		return context.Cause(ctx)
 	}
 }
+
+// ExplainSending says, one line each, how the campaign paces its domains and which
+// provider takes over when the first fails (none: no lines), for `validate`.
+func (c *Campaign) ExplainSending() []string {
+	var lines []string
+	for _, d := range c.Domains {
+		who := d.Key
+		if g := groupOf(d.Key); len(g) > 1 {
+			who = strings.Join(g, ", ")
+		}
+		conns := "half the workers"
+		if d.Connections > 0 {
+			conns = fmt.Sprintf("%d at once", d.Connections)
+		}
+		lines = append(lines, fmt.Sprintf("domains: %s at up to %s (%s), beneath the campaign's %s", who, d.Rate.Text, conns, c.Rate.Text))
+	}
+	if c.FallbackKind != "" {
+		lines = append(lines, fmt.Sprintf("fallback: %s takes over when %s fails for the whole run (fatal error or unreachable); a recipient is still sent once", c.FallbackKind, c.ProviderKind))
+	}
+	return lines
+}

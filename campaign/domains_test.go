@@ -2,6 +2,7 @@ package campaign
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -249,5 +250,27 @@ func TestDomainPaceEndToEnd(t *testing.T) {
 	}
 	if n := maxInASecond(gmail); n > 12 {
 		t.Fatalf("%d gmail messages within one second at 10/s", n)
+	}
+}
+
+func TestExplainSending(t *testing.T) {
+	f := newFixture(t, 1, "  kind: file\n  dir: outbox", `domains:
+  gmail.com: {rate: "20/s", connections: 4}
+  example.org: {rate: "5/s"}
+fallback:
+  kind: file
+  dir: outbox2
+`)
+	lines := f.load().ExplainSending()
+	want := []string{
+		`domains: example.org at up to 5/s (half the workers), beneath the campaign's 10000/s`,
+		`domains: gmail.com, googlemail.com at up to 20/s (4 at once), beneath the campaign's 10000/s`,
+		`fallback: file takes over when file fails for the whole run (fatal error or unreachable); a recipient is still sent once`,
+	}
+	if !slices.Equal(lines, want) {
+		t.Fatalf("ExplainSending =\n%q\nwant\n%q", lines, want)
+	}
+	if lines := newFixture(t, 1, "  kind: file\n  dir: outbox", "").load().ExplainSending(); len(lines) != 0 {
+		t.Fatalf("no policy: %q", lines)
 	}
 }

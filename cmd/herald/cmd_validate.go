@@ -29,7 +29,7 @@ func (a *app) validateCmd() *cobra.Command {
 			}
 			a.infof("%s is valid: %d row(s): %d to send; skipped: %d invalid, %d duplicate, %d suppressed, %d already done",
 				argv[0], sum.Total, sum.Pending, sum.Skipped.Invalid, sum.Skipped.Duplicate, sum.Skipped.Suppressed, sum.Skipped.AlreadyDone)
-			for _, line := range c.Policy.Explain() {
+			for _, line := range append(c.Policy.Explain(), c.ExplainSending()...) {
 				a.infof("policy: %s", line)
 			}
 			o := preflight.Options{Store: campaign.StorePath(c, store, a.io.Getenv), Row: row}

@@ -107,6 +107,8 @@ recipient_timezone: tz
 not_after: 48h
 warmup: {start: 500, growth: 1.5, max: 200000}
 pause_if: {bounce_rate: 5%, complaint_rate: 0.1%, min_sent: 500}
+domains: {gmail.com: {rate: "20/s", connections: 2}}
+fallback: {kind: file, dir: outbox2}
 `)
 	list := "email,name,tz\na@example.org,A,Asia/Tokyo\nb@example.org,B,Mars/Olympus\nc@example.org,C,\n"
 	writeFile(t, cf, "list.csv", list)
@@ -114,13 +116,13 @@ pause_if: {bounce_rate: 5%, complaint_rate: 0.1%, min_sent: 500}
 	if r.code != 0 {
 		t.Fatalf("exit %d", r.code)
 	}
-	for _, want := range []string{"policy: window:", "policy: not_after:", "policy: warmup:", "policy: pause_if:", "line 3", "Mars/Olympus"} {
+	for _, want := range []string{"policy: window:", "policy: not_after:", "policy: warmup:", "policy: pause_if:", "policy: domains: gmail.com, googlemail.com at up to 20/s", "policy: fallback: file", "line 3", "Mars/Olympus"} {
 		if !strings.Contains(r.stderr, want) {
 			t.Errorf("validate output lacks %q", want)
 		}
 	}
-	if n := strings.Count(r.stderr, "policy: "); n != 4 {
-		t.Errorf("%d policy lines, want 4", n)
+	if n := strings.Count(r.stderr, "policy: "); n != 6 {
+		t.Errorf("%d policy lines, want 6", n)
 	}
 }
 
