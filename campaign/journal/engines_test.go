@@ -13,6 +13,7 @@ import (
 	"github.com/heraldmail/herald/campaign/journal"
 	"github.com/heraldmail/herald/campaign/journal/journaltest"
 	"github.com/heraldmail/herald/campaign/journal/pgtest"
+	"github.com/jackc/pgx/v5"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -101,6 +102,69 @@ func TestSQLiteMigrationFromEveryVersion(t *testing.T) {
 		if err != nil || len(items) != 1 || items[0].Key != "c@x" {
 			t.Fatalf("v%d: claim after migration = %+v, %v", v, items, err)
 		}
+		wantProviderRecorded(t, s, r, v)
+	}
+}
+
+// wantProviderRecorded checks, on a migrated store whose c@x is claimed by r, that old
+// rows have no provider and an outcome records the provider that took it.
+func wantProviderRecorded(t *testing.T, s journal.Store, r journal.Run, v int) {
+	t.Helper()
+	ctx := context.Background()
+	if err := r.Handoff(ctx, "c@x")(); err != nil {
+		t.Fatalf("v%d: hand-off after migration: %v", v, err)
+	}
+	done := make(chan error, 1)
+	r.RecordThen(journal.Outcome{Key: "c@x", State: journal.Sent, Provider: "ses"}, func(err error) { done <- err })
+	if err := <-done; err != nil {
+		t.Fatalf("v%d: record after migration: %v", v, err)
+	}
+	got := map[string]string{}
+	if err := s.EachRow(ctx, "nov", nil, func(row journal.Row) error { got[row.Email] = row.Provider; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got["a@x"] != "" || got["c@x"] != "ses" {
+		t.Fatalf("v%d: providers after migration = %v, want a@x empty, c@x ses", v, got)
+	}
+}
+
+// TestPostgresMigrationFromEveryVersion: databases of every earlier schema version open,
+// keep their rows, and record the provider of new outcomes.
+func TestPostgresMigrationFromEveryVersion(t *testing.T) {
+	ctx := context.Background()
+	for v := 1; v < journal.PGSchemaVersion(); v++ {
+		url := pgtest.URL(t)
+		if err := journal.MigratePGTo(ctx, url, v); err != nil {
+			t.Fatal(err)
+		}
+		conn, err := pgx.Connect(ctx, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range []string{
+			`INSERT INTO herald_recipients (campaign, key, email, line, state, attempts, updated_at) VALUES ('nov', 'a@x', 'a@x', 2, 'sent', 1, 1)`,
+			`INSERT INTO herald_recipients (campaign, key, email, line, state, attempts, updated_at) VALUES ('nov', 'c@x', 'c@x', 4, 'pending', 0, 1)`,
+			`INSERT INTO herald_suppressions (key, email, created_at) VALUES ('d@x', 'd@x', 1)`,
+		} {
+			if _, err := conn.Exec(ctx, q); err != nil {
+				t.Fatal(err)
+			}
+		}
+		conn.Close(ctx)
+		s := journaltest.Open(t, url, nil)
+		r := journaltest.Begin(t, s, "nov")
+		got := journaltest.Counts(t, s, "nov")
+		if got[journal.Sent] != 1 || got[journal.Pending] != 1 {
+			t.Fatalf("v%d: counts after migration = %v", v, got)
+		}
+		if ok, _ := s.IsSuppressed(ctx, "d@x"); !ok {
+			t.Fatalf("v%d: suppression lost", v)
+		}
+		items, err := r.Claim(ctx, 10)
+		if err != nil || len(items) != 1 || items[0].Key != "c@x" {
+			t.Fatalf("v%d: claim after migration = %+v, %v", v, items, err)
+		}
+		wantProviderRecorded(t, s, r, v)
 	}
 }
 

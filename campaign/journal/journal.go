@@ -255,6 +255,10 @@ type Outcome struct {
 	State State
 	// ProviderID is the provider's message id (Sent).
 	ProviderID string
+	// Provider is the name of the provider that took the attempt ("smtp", "ses", ...):
+	// the fallback's after a switch. Empty keeps the name already stored (an outcome
+	// decided without an attempt, such as giving up on a deferred recipient).
+	Provider string
 	// Code is the SMTP or HTTP code.
 	Code int
 	// Enhanced is the enhanced status code or the API's error name.
@@ -325,8 +329,9 @@ type Row struct {
 	// Code is the last SMTP or HTTP code (0 when none).
 	Code int
 	// Enhanced is the last enhanced status code or API error name; Reason the
-	// provider's text; ProviderID the provider's message id (sent).
-	Enhanced, Reason, ProviderID string
+	// provider's text; ProviderID the provider's message id (sent); Provider the name of
+	// the provider that took the last attempt.
+	Enhanced, Reason, ProviderID, Provider string
 	// FirstAttempt, LastAttempt, NextAttempt, UpdatedAt: zero when unset.
 	FirstAttempt, LastAttempt, NextAttempt, UpdatedAt time.Time
 }

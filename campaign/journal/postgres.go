@@ -82,10 +82,24 @@ var pgMigrations = []string{
 		suppressed    integer NOT NULL DEFAULT 0,
 		loaded_at     bigint  NOT NULL DEFAULT 0
 	);`,
+
+	// v2: the provider that took a recipient's last attempt (the fallback's after a switch).
+	`ALTER TABLE herald_recipients ADD COLUMN provider text NOT NULL DEFAULT '';`,
 }
 
 // PGSchemaVersion is the PostgreSQL schema version this package writes.
 func PGSchemaVersion() int { return len(pgMigrations) }
+
+// MigratePGTo creates or upgrades the herald tables of the PostgreSQL database at
+// location to schema version v only (tests: databases of earlier versions).
+func MigratePGTo(ctx context.Context, location string, v int) error {
+	pool, err := pgxpool.New(ctx, location)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	return (&pgStore{pool: pool}).migrate(ctx, v)
+}
 
 // pgStatementTimeout bounds every statement; a store that stops answering stops the run.
 const pgStatementTimeout = 30 * time.Second
@@ -609,7 +623,7 @@ func pgScanRow(sc interface{ Scan(...any) error }, extra ...any) (Row, error) {
 	var first, last, next *int64
 	var updated int64
 	dst := append([]any{&r.Email, &r.Line, &st, &r.Attempts, &r.Code, &r.Enhanced, &r.Reason,
-		&r.ProviderID, &first, &last, &next, &updated}, extra...)
+		&r.ProviderID, &r.Provider, &first, &last, &next, &updated}, extra...)
 	if err := sc.Scan(dst...); err != nil {
 		return r, err
 	}
@@ -739,10 +753,10 @@ func (s *pgStore) Import(ctx context.Context, each func(add func(Record) error) 
 					st = Unknown
 				}
 				_, err = tx.Exec(ctx, `INSERT INTO herald_recipients (campaign, key, email, line, state, attempts, code,
-					enhanced, reason, provider_id, first_attempt, last_attempt, next_attempt, updated_at, fields)
-					VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT (campaign, key) DO NOTHING`,
+					enhanced, reason, provider_id, first_attempt, last_attempt, next_attempt, updated_at, fields, provider)
+					VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) ON CONFLICT (campaign, key) DO NOTHING`,
 					rr.Campaign, rr.Key, r.Email, r.Line, string(st), r.Attempts, r.Code, r.Enhanced, r.Reason, r.ProviderID,
-					millis(r.FirstAttempt), millis(r.LastAttempt), millis(r.NextAttempt), r.UpdatedAt.UnixMilli(), fieldsArg(rr.Fields))
+					millis(r.FirstAttempt), millis(r.LastAttempt), millis(r.NextAttempt), r.UpdatedAt.UnixMilli(), fieldsArg(rr.Fields), r.Provider)
 			}
 			if err == nil {
 				n++
@@ -1068,8 +1082,8 @@ func (r *pgRun) apply(ctx context.Context, ops []op, results []error) error {
 				updated_at = $1 WHERE campaign = $2 AND key = $3 AND run_id = $4 AND state IN `+t.fromSQL(), ms, r.campaign, oc.Key, r.id)
 		} else {
 			b.Queue(`UPDATE herald_recipients SET state = `+t.to()+`, provider_id = $1, code = $2, enhanced = $3,
-				reason = $4, next_attempt = $5, updated_at = $6 WHERE campaign = $7 AND key = $8 AND run_id = $9 AND state IN `+t.fromSQL(),
-				oc.ProviderID, oc.Code, oc.Enhanced, truncate(oc.Reason, maxReason), millis(oc.NextAttempt), ms, r.campaign, oc.Key, r.id)
+				reason = $4, next_attempt = $5, updated_at = $6, provider = coalesce(nullif($10, ''), provider) WHERE campaign = $7 AND key = $8 AND run_id = $9 AND state IN `+t.fromSQL(),
+				oc.ProviderID, oc.Code, oc.Enhanced, truncate(oc.Reason, maxReason), millis(oc.NextAttempt), ms, r.campaign, oc.Key, r.id, oc.Provider)
 		}
 		if oc.Suppress {
 			email := oc.Email

@@ -528,7 +528,7 @@ func (s *sqliteStore) Lookup(ctx context.Context, campaign string, keys []string
 	return out, nil
 }
 
-const rowCols = `email, line, state, attempts, code, enhanced, reason, provider_id,
+const rowCols = `email, line, state, attempts, code, enhanced, reason, provider_id, provider,
 	first_attempt, last_attempt, next_attempt, updated_at`
 
 func scanRow(sc interface{ Scan(...any) error }, extra ...any) (Row, error) {
@@ -536,7 +536,7 @@ func scanRow(sc interface{ Scan(...any) error }, extra ...any) (Row, error) {
 	var first, last, next *int64
 	var updated int64
 	dst := append([]any{&r.Email, &r.Line, &r.State, &r.Attempts, &r.Code, &r.Enhanced, &r.Reason,
-		&r.ProviderID, &first, &last, &next, &updated}, extra...)
+		&r.ProviderID, &r.Provider, &first, &last, &next, &updated}, extra...)
 	if err := sc.Scan(dst...); err != nil {
 		return r, err
 	}
@@ -668,10 +668,10 @@ func (s *sqliteStore) Import(ctx context.Context, each func(add func(Record) err
 				st = Unknown
 			}
 			_, err = tx.ExecContext(ctx, `INSERT OR IGNORE INTO recipients (campaign, key, email, line, state, attempts, code,
-				enhanced, reason, provider_id, first_attempt, last_attempt, next_attempt, updated_at, fields)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, rr.Campaign, rr.Key, r.Email, r.Line, string(st), r.Attempts,
+				enhanced, reason, provider_id, first_attempt, last_attempt, next_attempt, updated_at, fields, provider)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, rr.Campaign, rr.Key, r.Email, r.Line, string(st), r.Attempts,
 				r.Code, r.Enhanced, r.Reason, r.ProviderID, millis(r.FirstAttempt), millis(r.LastAttempt), millis(r.NextAttempt),
-				r.UpdatedAt.UnixMilli(), fieldsArg(rr.Fields))
+				r.UpdatedAt.UnixMilli(), fieldsArg(rr.Fields), r.Provider)
 		}
 		if err == nil {
 			n++
@@ -904,9 +904,9 @@ func (r *sqliteRun) apply(ctx context.Context, ops []op, results []error) error 
 				first_attempt = CASE WHEN state = 'sending' AND attempts <= 1 THEN NULL ELSE first_attempt END,
 				updated_at = ?1 WHERE campaign = ?2 AND key = ?3 AND run_id = ?4 AND state IN `+t.fromSQL(), ms, r.campaign, oc.Key, r.id)
 		} else {
-			res, err = tx.ExecContext(ctx, `UPDATE recipients SET state = `+t.to()+`, provider_id = ?, code = ?, enhanced = ?,
+			res, err = tx.ExecContext(ctx, `UPDATE recipients SET state = `+t.to()+`, provider_id = ?, provider = coalesce(nullif(?, ''), provider), code = ?, enhanced = ?,
 				reason = ?, next_attempt = ?, updated_at = ? WHERE campaign = ? AND key = ? AND run_id = ? AND state IN `+t.fromSQL(),
-				oc.ProviderID, oc.Code, oc.Enhanced, truncate(oc.Reason, maxReason), millis(oc.NextAttempt), ms, r.campaign, oc.Key, r.id)
+				oc.ProviderID, oc.Provider, oc.Code, oc.Enhanced, truncate(oc.Reason, maxReason), millis(oc.NextAttempt), ms, r.campaign, oc.Key, r.id)
 		}
 		if err != nil {
 			return fmt.Errorf("outcome %s of %s: %w", oc.State, oc.Key, err)

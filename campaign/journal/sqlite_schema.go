@@ -77,6 +77,9 @@ var sqliteMigrations = []string{
 	DROP INDEX recipients_state;
 	CREATE INDEX recipients_queue ON recipients (campaign, state, line);
 	CREATE INDEX recipients_inflight ON recipients (run_id) WHERE state IN ('claimed', 'sending');`,
+
+	// v4: the provider that took a recipient's last attempt (the fallback's after a switch).
+	`ALTER TABLE recipients ADD COLUMN provider TEXT NOT NULL DEFAULT '';`,
 }
 
 // migrateSQLite brings the schema of db up to version target in one transaction. It is

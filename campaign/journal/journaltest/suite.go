@@ -247,16 +247,16 @@ func Run(t *testing.T, e Engine) {
 		wantCounts(t, s, "nov", map[journal.State]int{journal.Pending: 3, journal.Claimed: 2})
 		handoff(t, r, "a0@x.test")
 		wantCounts(t, s, "nov", map[journal.State]int{journal.Pending: 3, journal.Claimed: 1, journal.Sending: 1})
-		r.Record(journal.Outcome{Key: "a0@x.test", State: journal.Sent, ProviderID: "<id0>"})
+		r.Record(journal.Outcome{Key: "a0@x.test", State: journal.Sent, ProviderID: "<id0>", Provider: "smtp"})
 		handoff(t, r, "a1@x.test")
-		r.Record(journal.Outcome{Key: "a1@x.test", State: journal.Failed, Code: 550, Enhanced: "5.1.1", Reason: "no such user", Suppress: true, Email: "a1@x.test"})
+		r.Record(journal.Outcome{Key: "a1@x.test", State: journal.Failed, Provider: "ses", Code: 550, Enhanced: "5.1.1", Reason: "no such user", Suppress: true, Email: "a1@x.test"})
 		flush(t, r)
 		wantCounts(t, s, "nov", map[journal.State]int{journal.Pending: 3, journal.Sent: 1, journal.Failed: 1})
 		rs := rows(t, s, "nov")
-		if r0 := rs["a0@x.test"]; r0.ProviderID != "<id0>" || r0.Attempts != 1 || !r0.FirstAttempt.Equal(clock.Now().Truncate(time.Millisecond)) {
+		if r0 := rs["a0@x.test"]; r0.ProviderID != "<id0>" || r0.Provider != "smtp" || r0.Attempts != 1 || !r0.FirstAttempt.Equal(clock.Now().Truncate(time.Millisecond)) {
 			t.Fatalf("row a0 = %+v", r0)
 		}
-		if r1 := rs["a1@x.test"]; r1.Code != 550 || r1.Enhanced != "5.1.1" || r1.Reason != "no such user" {
+		if r1 := rs["a1@x.test"]; r1.Provider != "ses" || r1.Code != 550 || r1.Enhanced != "5.1.1" || r1.Reason != "no such user" {
 			t.Fatalf("row a1 = %+v", r1)
 		}
 		if ok, _ := s.IsSuppressed(ctx, "a1@x.test"); !ok {
