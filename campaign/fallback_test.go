@@ -86,6 +86,16 @@ func TestFallbackAfterFatal(t *testing.T) {
 			t.Fatalf("%s received %d + %d messages", to, viaPrimary.to[to], viaFallback.to[to])
 		}
 	}
+	// Each recipient is recorded with the provider that took it.
+	for _, r := range pf.recipients {
+		want := "fallback"
+		if viaPrimary.to[r.Email] > 0 {
+			want = "primary"
+		}
+		if got := rec.providers[r.Key]; got != want {
+			t.Fatalf("%s recorded with provider %q, want %q", r.Key, got, want)
+		}
+	}
 	if opened.Load() != 1 || w.count("goes on through the fallback") != 1 {
 		t.Fatalf("fallback opened %d times; warnings %q", opened.Load(), w.list)
 	}
@@ -163,6 +173,21 @@ func TestFallbackEndToEndAfter535(t *testing.T) {
 	}
 	if c := f.counts(); c[journal.Sent] != 300 {
 		t.Fatalf("journal %v", c)
+	}
+	// Both blocks are SMTP relays: every row is recorded with provider smtp.
+	st, err := journal.Open(t.Context(), f.store(), journal.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	err = st.EachRow(t.Context(), "test-campaign", nil, func(r journal.Row) error {
+		if r.Provider != "smtp" {
+			return fmt.Errorf("%s recorded with provider %q, want smtp", r.Email, r.Provider)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -433,12 +433,12 @@ func (p *Pipeline) attempt(stopCtx, sendCtx context.Context, stop context.Cancel
 		if onFallback {
 			p.Counters.ViaFallback.Add(1)
 		}
-		p.record(t.rc, journal.Outcome{State: journal.Sent, ProviderID: receipt.MessageID})
+		p.record(t.rc, journal.Outcome{State: journal.Sent, ProviderID: receipt.MessageID, Provider: prov.Name()})
 		p.done(t)
 		return false, false
 	}
 	pe := providers.AsError(err)
-	o := journal.Outcome{Reason: err.Error()}
+	o := journal.Outcome{Reason: err.Error(), Provider: prov.Name()}
 	if pe != nil {
 		o.Code, o.Enhanced = pe.Code, pe.Enhanced
 	}

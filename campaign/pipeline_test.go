@@ -37,6 +37,7 @@ func (p *fakeProvider) Send(ctx context.Context, msg *providers.Message) (provid
 type memRecorder struct {
 	mu        sync.Mutex
 	states    map[string]journal.State
+	providers map[string]string // the provider recorded with each key's last outcome
 	failAfter int
 	recorded  int
 	err       error
@@ -75,6 +76,10 @@ func (m *memRecorder) RecordThen(o journal.Outcome, done func(error)) {
 	}
 	m.recorded++
 	m.states[o.Key] = o.State
+	if m.providers == nil {
+		m.providers = map[string]string{}
+	}
+	m.providers[o.Key] = o.Provider
 	m.mu.Unlock()
 	done(nil)
 }
