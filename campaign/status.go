@@ -59,6 +59,8 @@ type StatusRow struct {
 	Line     int    `json:"line"`
 	State    string `json:"state"`
 	Attempts int    `json:"attempts"`
+	// Provider is the provider that took the last attempt (empty before it was recorded).
+	Provider string `json:"provider"`
 	Code     int    `json:"code,omitempty"`
 	Enhanced string `json:"enhanced,omitempty"`
 	Reason   string `json:"reason,omitempty"`
@@ -148,7 +150,7 @@ func ReadStatus(ctx context.Context, c *Campaign, storePath string, rows bool, e
 	if rows {
 		err := store.EachRow(ctx, c.Name, []journal.State{journal.Failed, journal.Deferred, journal.Unknown, journal.Sending}, func(r journal.Row) error {
 			sr := StatusRow{Email: r.Email, Line: r.Line, State: string(r.State), Attempts: r.Attempts,
-				Code: r.Code, Enhanced: r.Enhanced, Reason: r.Reason}
+				Provider: r.Provider, Code: r.Code, Enhanced: r.Enhanced, Reason: r.Reason}
 			if !r.UpdatedAt.IsZero() {
 				sr.Updated = r.UpdatedAt.Format("2006-01-02 15:04:05")
 			}

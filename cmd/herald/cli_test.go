@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -327,6 +328,25 @@ func TestMainFailedRecipientsExit1(t *testing.T) {
 	r = e.run(t, "status", cf, "--failed")
 	if r.code != 0 || !strings.Contains(r.stdout, "r2@example.org") || !strings.Contains(r.stdout, "no such user") {
 		t.Errorf("status --failed: exit %d, stdout %q: want r2@example.org and the server's reason", r.code, r.stdout)
+	}
+	if !strings.Contains(r.stdout, "r2@example.org\tfailed\tsmtp\t550") {
+		t.Errorf("status --failed: stdout %q: want r2@example.org failed through smtp", r.stdout)
+	}
+	// The JSON lists each recipient with the provider that took it.
+	r = e.run(t, "status", cf, "--failed", "--json")
+	var st struct {
+		Failed     int `json:"failed"`
+		Recipients []struct {
+			Email    string  `json:"email"`
+			Provider *string `json:"provider"`
+		} `json:"recipients"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || r.code != 0 {
+		t.Fatalf("status --failed --json: exit %d, %v: %q", r.code, err, r.stdout)
+	}
+	if st.Failed != 1 || len(st.Recipients) != 1 || st.Recipients[0].Email != "r2@example.org" ||
+		st.Recipients[0].Provider == nil || *st.Recipients[0].Provider != "smtp" {
+		t.Errorf("status --failed --json = %q: want r2@example.org with provider smtp", r.stdout)
 	}
 }
 

@@ -69,7 +69,11 @@ func (a *app) statusCmd() *cobra.Command {
 					if r.Enhanced != "" {
 						code += " " + r.Enhanced
 					}
-					fmt.Fprintf(a.io.Stdout, "%s\t%s\t%s\t%s\n", r.Email, r.State, code, r.Reason)
+					provider := r.Provider
+					if provider == "" {
+						provider = "-" // recorded before herald kept the provider
+					}
+					fmt.Fprintf(a.io.Stdout, "%s\t%s\t%s\t%s\t%s\n", r.Email, r.State, provider, code, r.Reason)
 				}
 			}
 			if st.Unknown > 0 && !failed {
