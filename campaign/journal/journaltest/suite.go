@@ -375,7 +375,7 @@ func Run(t *testing.T, e Engine) {
 		Load(t, r, "h", Items("a", 0, 1))
 		claim(t, r, 1)
 		handoff(t, r, "a0@x.test")
-		r.Record(journal.Outcome{Key: "a0@x.test", State: journal.Deferred, Code: 451, NextAttempt: clock.Now().Add(time.Hour)})
+		r.Record(journal.Outcome{Key: "a0@x.test", State: journal.Deferred, Provider: "ses", Code: 451, NextAttempt: clock.Now().Add(time.Hour)})
 		flush(t, r)
 		if got := claim(t, r, 5); len(got) != 0 {
 			t.Fatalf("claimed a deferred recipient before it was due: %v", keys(got))
@@ -389,6 +389,10 @@ func Run(t *testing.T, e Engine) {
 		r.Record(journal.Outcome{Key: "a0@x.test", State: journal.Failed, Reason: "gave up"})
 		flush(t, r)
 		wantCounts(t, s, "nov", map[journal.State]int{journal.Failed: 1})
+		// No attempt, no provider: the one of the last attempt stays.
+		if a0 := rows(t, s, "nov")["a0@x.test"]; a0.Provider != "ses" {
+			t.Fatalf("provider after giving up = %q, want ses (the last attempt's)", a0.Provider)
+		}
 	})
 
 	t.Run("ReleaseAndEnd", func(t *testing.T) {
