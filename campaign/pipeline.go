@@ -152,6 +152,9 @@ type Pipeline struct {
 	// Warnf reports things a human should know (nil: ignored).
 	Warnf    func(format string, args ...any)
 	Counters *Counters
+	// ObserveCommit receives how long each recipient's hand-off waited to be durable in
+	// the journal, successful or not (nil: not measured).
+	ObserveCommit func(time.Duration)
 
 	down outage
 	// stopped is the running Run's stop context (see Stopped).
@@ -496,12 +499,17 @@ func (p *Pipeline) start(stopCtx, sendCtx context.Context, stop context.CancelCa
 	}
 	// The message is rendered while the claim commits; it goes nowhere before the claim
 	// is durable.
+	handoff := time.Now()
 	claimed := p.Journal.Handoff(sendCtx, rc.Key)
 	// Rendered here without a goroutine of its own: the first pass of the run rendered
 	// these rows already, so no render loops without end; a long one still stops at the
 	// output bound, and at its next write once the run stops.
 	msg, renderErr := p.Renderer.message(stopCtx, rc)
-	if err := claimed(); err != nil {
+	err := claimed()
+	if p.ObserveCommit != nil {
+		p.ObserveCommit(time.Since(handoff))
+	}
+	if err != nil {
 		if errors.Is(err, journal.ErrNotClaimable) {
 			p.Counters.AlreadyDone.Add(1)
 			return false

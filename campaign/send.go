@@ -117,6 +117,9 @@ type SendOptions struct {
 	Warn func(Warning)
 	// Grace bounds how long in-flight sends may go on after a stop (0: 30s).
 	Grace time.Duration
+	// ObserveCommit receives how long each recipient's hand-off waited to be durable in
+	// the journal (nil: not measured).
+	ObserveCommit func(time.Duration)
 }
 
 // ErrDeclined is returned when the user answers no to the confirmation.
@@ -478,7 +481,7 @@ func (r *run) send(ctx context.Context) (err error) {
 		Provider: prov, Renderer: r.renderer, Journal: jr,
 		Pacer: pacer, Domains: c.Domains, Fallback: fallback, Workers: p.Workers, Retry: c.Retry,
 		Now: env.Now, Grace: o.Grace, Warnf: env.Warnf, Counters: &Counters{},
-		domains: domains,
+		ObserveCommit: o.ObserveCommit, domains: domains,
 	}
 	r.gate.counters = pl.Counters
 	if o.Progress != nil {

@@ -44,6 +44,7 @@ type Metrics struct {
 	bounces      *prometheus.CounterVec
 	unsubscribes prometheus.Counter
 	webhooks     *prometheus.CounterVec
+	commit       prometheus.Histogram
 
 	runs *runs
 }
@@ -84,6 +85,12 @@ func New(version, command string) *Metrics {
 			Name: "herald_webhook_events_total",
 			Help: "Provider webhook events received by herald serve, by provider and event (bounce, complaint, unsubscribe, ignored).",
 		}, []string{"provider", "event"}),
+		commit: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "herald_journal_commit_seconds",
+			Help: "Time a recipient's hand-off waited to be durable in the journal before its message could go.",
+			// From a group commit on a fast disk (a tenth of a millisecond) to a stalled store.
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 14),
+		}),
 	}
 	m.runs = &runs{m: m, totals: map[runKey]*[5]int64{}}
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
@@ -96,7 +103,7 @@ func New(version, command string) *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		buildInfo, m.sendDuration, m.attempts, m.retries, m.throttled, m.bounces,
-		m.unsubscribes, m.webhooks, m.runs,
+		m.unsubscribes, m.webhooks, m.commit, m.runs,
 	)
 	return m
 }
@@ -117,6 +124,10 @@ func (m *Metrics) Unsubscribed() { m.unsubscribes.Inc() }
 func (m *Metrics) WebhookEvent(provider, event string) {
 	m.webhooks.WithLabelValues(provider, event).Inc()
 }
+
+// JournalCommit observes how long one recipient's hand-off waited to be durable in the
+// journal.
+func (m *Metrics) JournalCommit(d time.Duration) { m.commit.Observe(d.Seconds()) }
 
 // Server serves /metrics on its own listener.
 type Server struct {

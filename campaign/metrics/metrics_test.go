@@ -3,6 +3,7 @@ package metrics
 import (
 	"context"
 	"io"
+	"math"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -225,4 +226,23 @@ func mustRequest(t *testing.T) *http.Request {
 		t.Fatal(err)
 	}
 	return req
+}
+
+// TestJournalCommit: each observed hand-off is one sample of herald_journal_commit_seconds,
+// in seconds.
+func TestJournalCommit(t *testing.T) {
+	m := New("v1", "send")
+	for _, d := range []time.Duration{300 * time.Microsecond, 2 * time.Millisecond, 1500 * time.Millisecond} {
+		m.JournalCommit(d)
+	}
+	var out strings.Builder
+	rec := httptestRecorder{w: &out}
+	m.Handler().ServeHTTP(&rec, mustRequest(t))
+	s := scrape(t, out.String())
+	if got := s["herald_journal_commit_seconds_count"]; got != 3 {
+		t.Errorf("herald_journal_commit_seconds_count = %v, want 3", got)
+	}
+	if got := s["herald_journal_commit_seconds_sum"]; math.Abs(got-1.5023) > 1e-9 {
+		t.Errorf("herald_journal_commit_seconds_sum = %v, want 1.5023", got)
+	}
 }

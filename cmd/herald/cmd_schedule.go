@@ -92,9 +92,10 @@ func (a *app) fire(ctx context.Context, path string) {
 	}
 	a.infof("herald schedule: %s: starting %q", path, c.Name)
 	sum, err := campaign.Send(ctx, c, campaign.SendOptions{
-		Limit:    -1,
-		Store:    campaign.StorePath(c, "", a.io.Getenv),
-		Progress: a.progress,
+		Limit:         -1,
+		Store:         campaign.StorePath(c, "", a.io.Getenv),
+		Progress:      a.progress,
+		ObserveCommit: a.observeCommit(),
 	}, a.env())
 	if sum != nil && !isConfig(err) && !isLocked(err) {
 		a.printSummary(sum, false)

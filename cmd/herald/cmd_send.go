@@ -117,6 +117,7 @@ func (a *app) runSend(ctx context.Context, o sendOptions) error {
 		ResendUnknown: o.resendUnknown,
 		ResumePaused:  o.resumePaused,
 		Warn:          a.rowWarnings(),
+		ObserveCommit: a.observeCommit(),
 	}
 	if o.workers < 0 || o.workers > 256 {
 		return &usageError{err: fmt.Errorf("--workers %d: use 1 to 256", o.workers)}

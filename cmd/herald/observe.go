@@ -96,6 +96,14 @@ func (a *app) startRun(p campaign.Plan, c *campaign.Counters) func() {
 	return end
 }
 
+// observeCommit is the hook that times journal hand-offs for the metrics (nil when off).
+func (a *app) observeCommit() func(time.Duration) {
+	if a.metrics == nil {
+		return nil
+	}
+	return a.metrics.JournalCommit
+}
+
 // logProgress writes the periodic progress record of a run.
 func (a *app) logProgress(p campaign.Plan, c *campaign.Counters, elapsed time.Duration) {
 	n := c.Done()

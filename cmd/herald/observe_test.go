@@ -70,13 +70,20 @@ func scrapeMessages(t *testing.T, url string) map[string]int {
 		n, _ := strconv.Atoi(m[2])
 		out[m[1]] = n
 	}
+	// The journal's hand-offs, under a key that is no outcome.
+	if m := regexp.MustCompile(`(?m)^herald_journal_commit_seconds_count (\d+)$`).FindStringSubmatch(string(body)); m != nil {
+		out["commits"], _ = strconv.Atoi(m[1])
+	} else {
+		out["commits"] = -1
+	}
 	return out
 }
 
 // TestMetricsDuringSendMatchSummary scrapes --metrics-addr while `herald send` runs
 // against the in-process SMTP server, with the last recipient held at RCPT until the
 // scrape has seen every other outcome: herald_messages_total by outcome then equals the
-// run's JSON summary, less the one held recipient.
+// run's JSON summary, less the one held recipient, and every recipient's hand-off (the
+// held one's too) is in herald_journal_commit_seconds.
 func TestMetricsDuringSendMatchSummary(t *testing.T) {
 	const n = 12
 	last := fmt.Sprintf("r%d@example.org", n)
@@ -126,6 +133,9 @@ func TestMetricsDuringSendMatchSummary(t *testing.T) {
 		if during[outcome] != w {
 			t.Errorf("herald_messages_total{outcome=%q} = %d during the run, summary says %d", outcome, during[outcome], w)
 		}
+	}
+	if during["commits"] != n {
+		t.Errorf("herald_journal_commit_seconds_count = %d during the run, want %d hand-offs", during["commits"], n)
 	}
 	if want["failed"] != 2 || want["sent"] != n-3 {
 		t.Errorf("summary %v: want 2 failed and the rest sent", sum)
