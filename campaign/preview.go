@@ -26,25 +26,8 @@ var errEnough = errors.New("enough")
 
 // Preview renders messages without sending or journalling anything.
 func Preview(ctx context.Context, c *Campaign, o PreviewOptions, env Env) ([]*providers.Message, error) {
-	var store journal.Store
-	if storeExists(o.Store) {
-		var err error
-		if store, err = OpenStore(ctx, o.Store, journal.Options{Now: env.Now}); err != nil {
-			return nil, err
-		}
-		defer store.Close()
-	}
-	secret, err := Secret(ctx, store, env.getenv)
-	if err != nil {
-		return nil, err
-	}
 	// Preview shows what the messages look like, sent or not: the journal is not consulted.
-	src := &Source{Campaign: c, Now: env.Now}
-	cols, err := src.Columns()
-	if err != nil {
-		return nil, err
-	}
-	rd, err := NewRenderer(ctx, c, cols, secret, env.Now)
+	src, rd, err := journalFreeRenderer(ctx, c, o.Store, env)
 	if err != nil {
 		return nil, err
 	}
@@ -200,4 +183,32 @@ func renderFailure(ctx context.Context, err error) error {
 func isConfigErr(err error) bool {
 	var ce *ConfigError
 	return errors.As(err, &ce)
+}
+
+// journalFreeRenderer is the list and a renderer of c for commands that render without
+// touching the journal (preview, test sends): the store, when there is one at
+// storePath, is opened only for the unsubscribe secret and closed again.
+func journalFreeRenderer(ctx context.Context, c *Campaign, storePath string, env Env) (*Source, *Renderer, error) {
+	var store journal.Store
+	if storePath != "" && storeExists(storePath) {
+		var err error
+		if store, err = OpenStore(ctx, storePath, journal.Options{Now: env.Now}); err != nil {
+			return nil, nil, err
+		}
+		defer store.Close()
+	}
+	secret, err := Secret(ctx, store, env.getenv)
+	if err != nil {
+		return nil, nil, err
+	}
+	src := &Source{Campaign: c, Now: env.Now}
+	cols, err := src.Columns()
+	if err != nil {
+		return nil, nil, err
+	}
+	rd, err := NewRenderer(ctx, c, cols, secret, env.Now)
+	if err != nil {
+		return nil, nil, err
+	}
+	return src, rd, nil
 }

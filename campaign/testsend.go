@@ -7,7 +7,6 @@ import (
 	"net/mail"
 	"strings"
 
-	"github.com/heraldmail/herald/campaign/journal"
 	"github.com/heraldmail/herald/providers"
 )
 
@@ -69,23 +68,7 @@ func TestSend(ctx context.Context, c *Campaign, o TestSendOptions, env Env) ([]T
 	if err != nil {
 		return nil, err
 	}
-	var store journal.Store
-	if o.Store != "" && storeExists(o.Store) {
-		if store, err = OpenStore(ctx, o.Store, journal.Options{Now: env.Now}); err != nil {
-			return nil, err
-		}
-		defer store.Close()
-	}
-	secret, err := Secret(ctx, store, env.getenv)
-	if err != nil {
-		return nil, err
-	}
-	src := &Source{Campaign: c, Now: env.Now}
-	cols, err := src.Columns()
-	if err != nil {
-		return nil, err
-	}
-	rd, err := NewRenderer(ctx, c, cols, secret, env.Now)
+	src, rd, err := journalFreeRenderer(ctx, c, o.Store, env)
 	if err != nil {
 		return nil, err
 	}
