@@ -199,26 +199,11 @@ func (s *sqliteStore) updateMeta(ctx context.Context, key string, fn func([]byte
 }
 
 func (s *sqliteStore) PauseState(ctx context.Context, campaign string) (Pause, error) {
-	b, ok, err := s.readMeta(ctx, pauseKeyPrefix+campaign)
-	if err != nil {
-		return Pause{}, s.errorf(fmt.Sprintf("read pause state of %q", campaign), err)
-	}
-	p, err := decodePause(b, ok)
-	if err != nil {
-		return p, s.errorf(fmt.Sprintf("read pause state of %q", campaign), err)
-	}
-	return p, nil
+	return pauseState(ctx, s, campaign)
 }
 
 func (s *sqliteStore) SetPause(ctx context.Context, campaign string, p Pause) error {
-	b, err := json.Marshal(p)
-	if err == nil {
-		err = s.updateMeta(ctx, pauseKeyPrefix+campaign, func([]byte) ([]byte, error) { return b, nil })
-	}
-	if err != nil {
-		return s.errorf(fmt.Sprintf("record pause state of %q", campaign), err)
-	}
-	return nil
+	return setPause(ctx, s, campaign, p)
 }
 
 func (s *sqliteStore) Outcomes(ctx context.Context, campaign string, since time.Time) (OutcomeCounts, error) {
@@ -298,26 +283,11 @@ func (s *pgStore) updateMeta(ctx context.Context, key string, fn func([]byte) ([
 }
 
 func (s *pgStore) PauseState(ctx context.Context, campaign string) (Pause, error) {
-	b, ok, err := s.readMeta(ctx, pauseKeyPrefix+campaign)
-	if err != nil {
-		return Pause{}, s.errorf(fmt.Sprintf("read pause state of %q", campaign), err)
-	}
-	p, err := decodePause(b, ok)
-	if err != nil {
-		return p, s.errorf(fmt.Sprintf("read pause state of %q", campaign), err)
-	}
-	return p, nil
+	return pauseState(ctx, s, campaign)
 }
 
 func (s *pgStore) SetPause(ctx context.Context, campaign string, p Pause) error {
-	b, err := json.Marshal(p)
-	if err == nil {
-		err = s.updateMeta(ctx, pauseKeyPrefix+campaign, func([]byte) ([]byte, error) { return b, nil })
-	}
-	if err != nil {
-		return s.errorf(fmt.Sprintf("record pause state of %q", campaign), err)
-	}
-	return nil
+	return setPause(ctx, s, campaign, p)
 }
 
 func (s *pgStore) Outcomes(ctx context.Context, campaign string, since time.Time) (OutcomeCounts, error) {
@@ -363,4 +333,37 @@ func (r *pgRun) Expire(ctx context.Context) (int, error) {
 		return 0, r.errorf("expire", err)
 	}
 	return int(tag.RowsAffected()), nil
+}
+
+// metaStore is what both engines offer for the store-wide meta table: a read, a
+// read-modify-write in one transaction, and their errors named after the store.
+type metaStore interface {
+	readMeta(ctx context.Context, key string) ([]byte, bool, error)
+	updateMeta(ctx context.Context, key string, fn func([]byte) ([]byte, error)) error
+	errorf(op string, err error) error
+}
+
+// pauseState reads a campaign's pause state from m's meta table (none: the zero Pause).
+func pauseState(ctx context.Context, m metaStore, campaign string) (Pause, error) {
+	b, ok, err := m.readMeta(ctx, pauseKeyPrefix+campaign)
+	if err != nil {
+		return Pause{}, m.errorf(fmt.Sprintf("read pause state of %q", campaign), err)
+	}
+	p, err := decodePause(b, ok)
+	if err != nil {
+		return p, m.errorf(fmt.Sprintf("read pause state of %q", campaign), err)
+	}
+	return p, nil
+}
+
+// setPause writes a campaign's pause state into m's meta table.
+func setPause(ctx context.Context, m metaStore, campaign string, p Pause) error {
+	b, err := json.Marshal(p)
+	if err == nil {
+		err = m.updateMeta(ctx, pauseKeyPrefix+campaign, func([]byte) ([]byte, error) { return b, nil })
+	}
+	if err != nil {
+		return m.errorf(fmt.Sprintf("record pause state of %q", campaign), err)
+	}
+	return nil
 }
