@@ -94,6 +94,10 @@ type Plan struct {
 	Workers  int
 	// ETA is the expected duration at the rate.
 	ETA time.Duration
+	// Health reads the campaign's outcomes, bounces and complaints from the store, over
+	// every run of it on any host: since the last `--resume-paused`, or since its
+	// start. The same figures pause_if compares with its thresholds.
+	Health func(ctx context.Context) (journal.OutcomeCounts, error)
 }
 
 // SendOptions are the flags of `herald send`.
@@ -422,6 +426,10 @@ func (r *run) send(ctx context.Context) (err error) {
 	}
 	p := Plan{Campaign: c.Name, Total: plan.Total, ToSend: toSend, Skipped: plan.Skipped,
 		Provider: c.ProviderKind, Rate: c.Rate.PerSecond, Workers: c.Workers}
+	since := r.gate.since
+	p.Health = func(ctx context.Context) (journal.OutcomeCounts, error) {
+		return r.store.Outcomes(ctx, c.Name, since)
+	}
 	if o.Workers > 0 {
 		p.Workers = o.Workers
 	}

@@ -184,7 +184,23 @@ type RunInfo struct {
 	Rate float64
 	// ToSend is how many recipients the run means to send to.
 	ToSend int
+	// Health reads the campaign's bounce and complaint figures from its store (nil: no
+	// such gauges). It is called at scrape time, at most every healthEvery.
+	Health func(ctx context.Context) (Health, error)
 }
+
+// Health are a campaign's figures in its store, over every run on every host: outcomes
+// (sent and failed), bounces and complaints among them, since the last pause_if resume.
+type Health struct {
+	Outcomes, Bounces, Complaints int
+}
+
+// healthEvery is how long a store read of a campaign's health serves scrapes; a scrape
+// waits at most healthTimeout for the store.
+const (
+	healthEvery   = 5 * time.Second
+	healthTimeout = 2 * time.Second
+)
 
 // Counts are a run's outcome counts so far; the order of Outcomes.
 type Counts [5]int64
@@ -205,6 +221,31 @@ type live struct {
 	info   RunInfo
 	start  time.Time
 	counts func() Counts
+
+	healthMu sync.Mutex
+	healthAt time.Time
+	health   Health
+	healthOK bool
+}
+
+// readHealth returns the campaign's health figures, read again from the store when the
+// last read is older than healthEvery; ok is false when none could be read yet.
+func (l *live) readHealth(now time.Time) (Health, bool) {
+	if l.info.Health == nil {
+		return Health{}, false
+	}
+	l.healthMu.Lock()
+	defer l.healthMu.Unlock()
+	if l.healthAt.IsZero() || now.Sub(l.healthAt) >= healthEvery {
+		ctx, cancel := context.WithTimeout(context.Background(), healthTimeout)
+		h, err := l.info.Health(ctx)
+		cancel()
+		if err == nil {
+			l.health, l.healthOK = h, true
+		}
+		l.healthAt = now
+	}
+	return l.health, l.healthOK
 }
 
 // runs collects the metrics that come from runs' counters.
@@ -236,6 +277,15 @@ var (
 		[]string{"campaign"}, nil)
 	bounceRatioDesc = prometheus.NewDesc("herald_run_failed_ratio",
 		"The current run's failed recipients over its sent and failed ones (0 before any).",
+		[]string{"campaign"}, nil)
+	healthOutcomesDesc = prometheus.NewDesc("herald_campaign_outcomes",
+		"Outcomes (sent and failed) of a running campaign in its store, every run on every host, since the last --resume-paused: the denominator of the bounce and complaint ratios.",
+		[]string{"campaign"}, nil)
+	healthBounceDesc = prometheus.NewDesc("herald_campaign_bounce_ratio",
+		"Bounces (permanent rejections and bounces by mail) of a running campaign over its outcomes, as pause_if computes it (0 before any).",
+		[]string{"campaign"}, nil)
+	healthComplaintDesc = prometheus.NewDesc("herald_campaign_complaint_ratio",
+		"Complaints (webhook events, complaint reports) about a running campaign over its outcomes, as pause_if computes it (0 before any).",
 		[]string{"campaign"}, nil)
 )
 
@@ -273,7 +323,8 @@ func (r *runs) total(k runKey) *[5]int64 {
 
 // Describe sends the descriptors of the run metrics.
 func (r *runs) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{messagesDesc, runInfoDesc, runStartDesc, toSendDesc, ceilingDesc, achievedDesc, bounceRatioDesc} {
+	for _, d := range []*prometheus.Desc{messagesDesc, runInfoDesc, runStartDesc, toSendDesc, ceilingDesc, achievedDesc, bounceRatioDesc,
+		healthOutcomesDesc, healthBounceDesc, healthComplaintDesc} {
 		ch <- d
 	}
 }
@@ -319,10 +370,23 @@ func (r *runs) Collect(ch chan<- prometheus.Metric) {
 			ratio = float64(failed) / float64(sent+failed)
 		}
 		ch <- prometheus.MustNewConstMetric(bounceRatioDesc, prometheus.GaugeValue, ratio, name)
+		if h, ok := l.readHealth(now); ok {
+			ch <- prometheus.MustNewConstMetric(healthOutcomesDesc, prometheus.GaugeValue, float64(h.Outcomes), name)
+			ch <- prometheus.MustNewConstMetric(healthBounceDesc, prometheus.GaugeValue, fraction(h.Bounces, h.Outcomes), name)
+			ch <- prometheus.MustNewConstMetric(healthComplaintDesc, prometheus.GaugeValue, fraction(h.Complaints, h.Outcomes), name)
+		}
 	}
 	for k, s := range sums {
 		for i, outcome := range Outcomes {
 			ch <- prometheus.MustNewConstMetric(messagesDesc, prometheus.CounterValue, float64(s[i]), k.campaign, k.provider, outcome)
 		}
 	}
+}
+
+// fraction is n/of, 0 when of is 0.
+func fraction(n, of int) float64 {
+	if of <= 0 {
+		return 0
+	}
+	return float64(n) / float64(of)
 }

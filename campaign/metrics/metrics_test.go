@@ -246,3 +246,86 @@ func TestJournalCommit(t *testing.T) {
 		t.Errorf("herald_journal_commit_seconds_sum = %v, want 1.5023", got)
 	}
 }
+
+// TestCampaignHealth: the bounce and complaint ratios of a running campaign come from
+// its store's figures, read at scrape time at most every healthEvery; a store that cannot
+// answer leaves the last figures (none before the first answer); the gauges go with the
+// run.
+func TestCampaignHealth(t *testing.T) {
+	m := New("v1", "send")
+	clock := time.Unix(1_700_000_000, 0)
+	m.now = func() time.Time { return clock }
+	srv, err := m.Serve("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	url := "http://" + srv.Addr + "/metrics"
+
+	var reads atomic.Int32
+	var fail atomic.Bool
+	h := Health{Outcomes: 200, Bounces: 10, Complaints: 1}
+	health := func(ctx context.Context) (Health, error) {
+		reads.Add(1)
+		if _, ok := ctx.Deadline(); !ok {
+			t.Errorf("the store is read without a deadline")
+		}
+		if fail.Load() {
+			return Health{}, context.DeadlineExceeded
+		}
+		return h, nil
+	}
+	fail.Store(true)
+	end := m.StartRun(RunInfo{Campaign: "news", Provider: "ses", Health: health}, func() Counts { return Counts{} })
+	s := scrape(t, get(t, url))
+	if _, ok := s[`herald_campaign_bounce_ratio{campaign="news"}`]; ok {
+		t.Errorf("a bounce ratio before the store ever answered")
+	}
+	fail.Store(false)
+	clock = clock.Add(healthEvery)
+	s = scrape(t, get(t, url))
+	for name, want := range map[string]float64{
+		`herald_campaign_outcomes{campaign="news"}`:        200,
+		`herald_campaign_bounce_ratio{campaign="news"}`:    0.05,
+		`herald_campaign_complaint_ratio{campaign="news"}`: 0.005,
+	} {
+		if got, ok := s[name]; !ok || got != want {
+			t.Errorf("%s = %v (present %v), want %v", name, got, ok, want)
+		}
+	}
+	// Scrapes within healthEvery are served from the last read.
+	n := reads.Load()
+	h = Health{Outcomes: 400, Bounces: 40}
+	s = scrape(t, get(t, url))
+	if reads.Load() != n || s[`herald_campaign_bounce_ratio{campaign="news"}`] != 0.05 {
+		t.Errorf("store read %d more times within %v; ratio %v", reads.Load()-n, healthEvery, s[`herald_campaign_bounce_ratio{campaign="news"}`])
+	}
+	clock = clock.Add(healthEvery)
+	s = scrape(t, get(t, url))
+	if got := s[`herald_campaign_bounce_ratio{campaign="news"}`]; got != 0.1 {
+		t.Errorf("bounce ratio after the next read = %v, want 0.1", got)
+	}
+	// A failing read keeps the last figures.
+	fail.Store(true)
+	clock = clock.Add(healthEvery)
+	s = scrape(t, get(t, url))
+	if got := s[`herald_campaign_outcomes{campaign="news"}`]; got != 400 {
+		t.Errorf("outcomes after a failed read = %v, want the last 400", got)
+	}
+	end()
+	s = scrape(t, get(t, url))
+	if _, ok := s[`herald_campaign_bounce_ratio{campaign="news"}`]; ok {
+		t.Errorf("the bounce ratio stays after the run ended")
+	}
+}
+
+func TestFraction(t *testing.T) {
+	for _, tc := range []struct {
+		n, of int
+		want  float64
+	}{{0, 0, 0}, {5, 0, 0}, {1, 4, 0.25}, {3, 3, 1}} {
+		if got := fraction(tc.n, tc.of); got != tc.want {
+			t.Errorf("fraction(%d, %d) = %v, want %v", tc.n, tc.of, got, tc.want)
+		}
+	}
+}

@@ -84,7 +84,14 @@ func (a *app) stopObserving() {
 func (a *app) startRun(p campaign.Plan, c *campaign.Counters) func() {
 	end := func() {}
 	if a.metrics != nil {
-		end = a.metrics.StartRun(metrics.RunInfo{Campaign: p.Campaign, Provider: p.Provider, Rate: p.Rate, ToSend: p.ToSend},
+		info := metrics.RunInfo{Campaign: p.Campaign, Provider: p.Provider, Rate: p.Rate, ToSend: p.ToSend}
+		if p.Health != nil {
+			info.Health = func(ctx context.Context) (metrics.Health, error) {
+				oc, err := p.Health(ctx)
+				return metrics.Health{Outcomes: oc.Outcomes, Bounces: oc.Bounces, Complaints: oc.Complaints}, err
+			}
+		}
+		end = a.metrics.StartRun(info,
 			func() metrics.Counts {
 				return metrics.Counts{c.Sent.Load(), c.Failed.Load(), c.Deferred.Load(), c.Unknown.Load(), c.AlreadyDone.Load()}
 			})

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -76,6 +77,17 @@ func scrapeMessages(t *testing.T, url string) map[string]int {
 	} else {
 		out["commits"] = -1
 	}
+	// The campaign's health in the store, in thousandths, under keys that are no outcome.
+	for _, g := range []string{"bounce_ratio", "complaint_ratio", "outcomes"} {
+		out[g] = -1
+		if m := regexp.MustCompile(`(?m)^herald_campaign_` + g + `\{campaign="cli"\} (\S+)$`).FindStringSubmatch(string(body)); m != nil {
+			v, _ := strconv.ParseFloat(m[1], 64)
+			if g != "outcomes" {
+				v *= 1000
+			}
+			out[g] = int(math.Round(v))
+		}
+	}
 	return out
 }
 
@@ -113,10 +125,15 @@ func TestMetricsDuringSendMatchSummary(t *testing.T) {
 		return m != nil
 	})
 	var during map[string]int
-	waitFor(t, time.Minute, "every outcome but the held one in the metrics", func() bool {
+	waitFor(t, time.Minute, "every outcome but the held one in the metrics, and in the store's figures", func() bool {
 		during = scrapeMessages(t, url)
-		return during["sent"]+during["failed"] == n-1
+		return during["sent"]+during["failed"] == n-1 && during["outcomes"] == n-1
 	})
+	// Two hard bounces among the eleven outcomes in the store, no complaint.
+	if want := int(math.Round(2.0 / float64(n-1) * 1000)); during["bounce_ratio"] != want || during["complaint_ratio"] != 0 {
+		t.Errorf("herald_campaign_bounce_ratio = %d‰, complaint ratio %d‰ during the run, want %d‰ and 0",
+			during["bounce_ratio"], during["complaint_ratio"], want)
+	}
 	release <- struct{}{}
 	if code := run.wait(t); code != 1 {
 		t.Fatalf("exit %d, want 1 (failed recipients); stderr:\n%s", code, run.stderr.String())
