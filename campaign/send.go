@@ -193,16 +193,15 @@ func checkProvider(c *Campaign, env Env, secrets bool) (providers.Registration, 
 }
 
 // NewLimiter returns the shared limiter for a ceiling of perSecond messages over any
-// one-second window. A token bucket lets through its burst plus one second of refill in a
-// second, so the refill is set below the ceiling by the burst, and by 1% more: messages
-// spaced exactly 1/perSecond apart put perSecond+1 of them in a closed one-second
-// window. At high rates small bursts (1% of the rate) are allowed.
+// one-second window. A token bucket full at the start of a closed one-second window lets
+// through its burst plus the whole refills in that second, burst + floor(refill), so the
+// refill is the ceiling less the burst, plus the one message floor leaves out, less a
+// margin of 0.5% for the scheduling jitter between a token and the provider's call. At
+// high rates small bursts (1% of the rate) are allowed. TestRateAccuracy: 2000/s gives
+// 98.5% of the ceiling and no window over it.
 func NewLimiter(perSecond float64) *rate.Limiter {
 	burst := max(int(perSecond/100), 1)
-	refill := perSecond * 0.99
-	if burst > 1 {
-		refill = (perSecond - float64(burst)) * 0.99
-	}
+	refill := perSecond - float64(burst) + 1 - perSecond/200
 	return rate.NewLimiter(rate.Limit(refill), burst)
 }
 
