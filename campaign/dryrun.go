@@ -30,7 +30,11 @@ const (
 // done it returns ctx's error at once, also while a worker is in the middle of a render
 // that loops without writing (that render is left to finish on its own).
 func dryRun(ctx context.Context, src *Source, rd *Renderer, sum *Summary) error {
-	workers := runtime.GOMAXPROCS(0)
+	return dryRunWith(ctx, src, rd, sum, runtime.GOMAXPROCS(0))
+}
+
+// dryRunWith is dryRun with the given number of render workers.
+func dryRunWith(ctx context.Context, src *Source, rd *Renderer, sum *Summary, workers int) error {
 	wctx, stop := context.WithCancel(ctx)
 	defer stop() // workers still rendering when the run ends early stop at their next row
 	var first firstFailure
