@@ -338,3 +338,49 @@ Unsubscribe: {{ .UnsubscribeURL }}
 		t.Fatal("dry run still running 20 s after the cancel")
 	}
 }
+
+// The dedupe table of a first scan is sized from the list file's size: the estimate is
+// at least the rows (no growth by doubling) and not far above them, also when the rows
+// grow longer down the list.
+func TestEstimateRows(t *testing.T) {
+	dir := t.TempDir()
+	for name, c := range map[string]struct {
+		rows int
+		row  func(i int) string
+	}{
+		"bench list": {200000, func(i int) string {
+			return fmt.Sprintf("user%07d@example.org,Name%d,Name%d Surname,City%d\n", i, i, i, i%100)
+		}},
+		"rows grow longer": {60000, func(i int) string {
+			return fmt.Sprintf("u%d@example.org,%s\n", i, strings.Repeat("x", i/1000))
+		}},
+		"small": {100, func(i int) string { return fmt.Sprintf("u%d@example.org,x\n", i) }},
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(dir, name+".csv")
+			var b strings.Builder
+			b.WriteString("email,name\n")
+			for i := range c.rows {
+				b.WriteString(c.row(i))
+			}
+			if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			f, err := os.Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			got := estimateRows(f)
+			if b.Len() < 1<<20 {
+				if got != 0 {
+					t.Fatalf("estimate %d for a list of %d bytes: want none", got, b.Len())
+				}
+				return
+			}
+			if got < c.rows || got > c.rows*3/2 {
+				t.Fatalf("estimate %d rows, have %d", got, c.rows)
+			}
+		})
+	}
+}
