@@ -276,7 +276,7 @@ func (s *Source) Scan(ctx context.Context, fn func(*Recipient) error) (ScanResul
 // the last scan, or on a first scan an estimate from the size of the list file f, so
 // that a large list's table is allocated once instead of grown by doubling (each growth
 // holds the old and the new table at once: 36 MiB at the last growth for 1,000,000
-// rows, where 20 MiB sized in advance do).
+// rows, where about 18 MiB sized in advance do).
 func (s *Source) expected(f *os.File) int {
 	if s.expect > 0 {
 		return s.expect
@@ -286,7 +286,7 @@ func (s *Source) expected(f *os.File) int {
 
 // estimateRows estimates the rows of a list file of at least 1 MiB from its size and the
 // mean line length of three samples (its start, middle and end: exact when the lines grow
-// steadily longer down the list), with 20% to spare: a table sized a little too large
+// steadily longer down the list), with 10% to spare: a table sized a little too large
 // costs less than one grown late. 0 for a smaller file, or when f cannot be read.
 func estimateRows(f *os.File) int {
 	const sample, minSize = 64 << 10, 1 << 20
@@ -308,7 +308,7 @@ func estimateRows(f *os.File) int {
 		}
 		lineLen += float64(n) / float64(lines)
 	}
-	return int(float64(size) / (lineLen / 3) * 1.2)
+	return int(float64(size) / (lineLen / 3) * 1.1)
 }
 
 func (s *Source) warn(line int, reason string) {
