@@ -53,6 +53,7 @@ func dryRunWith(ctx context.Context, src *Source, rd *Renderer, sum *Summary, wo
 			w := newDryWorker(rd)
 			for b := range jobs {
 				w.renderBatch(wctx, b, &first)
+				clear(b.rows) // the recipients are garbage once rendered
 				b.rows = b.rows[:0]
 				free <- b
 			}
