@@ -280,34 +280,6 @@ func Send(ctx context.Context, c *Campaign, o SendOptions, env Env) (sum *Summar
 	return sum, r.send(ctx)
 }
 
-// dryRun renders every recipient that would go, to find every problem now, and counts.
-func dryRun(ctx context.Context, src *Source, renderer *Renderer, sum *Summary) error {
-	var renderErr error
-	res, err := src.Scan(ctx, func(rc *Recipient) error {
-		if rc.GiveUp {
-			return nil
-		}
-		var ae *AttachmentError // listed by Validate; sending leaves that recipient pending
-		if _, err := renderer.Message(ctx, rc); err != nil && renderErr == nil && !errors.As(err, &ae) {
-			if ctx.Err() != nil {
-				return err // interrupted
-			}
-			renderErr = err
-		}
-		return nil
-	})
-	sum.Total, sum.Skipped = res.Total, res.Skipped
-	sum.Pending = res.ToSend + res.GaveUp
-	sum.Waiting = res.NotDue
-	if err != nil {
-		return err
-	}
-	if renderErr != nil {
-		return &ConfigError{Err: renderErr}
-	}
-	return nil
-}
-
 // run is one real send of a campaign, from the counting pass to the summary.
 type run struct {
 	c        *Campaign

@@ -295,15 +295,9 @@ func (b *Builder) From() string { return b.from.String() }
 // multipart/alternative for both; multipart/related around the HTML and its inline
 // files; multipart/mixed around the body and its attachments.
 func (b *Builder) Build(r Rendered, toAddr, toName, unsubURL string) (Built, error) {
-	to, err := mail.ParseAddress(toAddr)
-	if err != nil || to.Name != "" || !strings.Contains(to.Address, "@") {
-		return Built{}, fmt.Errorf("building message: recipient %q is not a bare address", toAddr)
-	}
-	if err := checkUnsubURL(unsubURL); err != nil {
+	to, err := checkRecipient(r, toAddr, unsubURL)
+	if err != nil {
 		return Built{}, err
-	}
-	if r.Text == "" && r.HTML == "" {
-		return Built{}, fmt.Errorf("building message for %s: no body", toAddr)
 	}
 
 	listUnsub := "<" + unsubURL + ">"
@@ -356,6 +350,32 @@ func (b *Builder) Build(r Rendered, toAddr, toName, unsubURL string) (Built, err
 		[2]string{"Precedence", "bulk"})
 	headers = append(headers, b.extra...)
 	return Built{Raw: raw, MessageID: id, Headers: headers}, nil
+}
+
+// Check is Build without the message: it fails, with Build's error, exactly when Build
+// would for a Rendered without Attachments of its own (those are encoded, and can be
+// refused, only by Build). The To name, the subject and the bodies are written as they
+// are given or cleaned, never refused, so only the address, the unsubscribe URL and an
+// empty message are checked.
+func (b *Builder) Check(r Rendered, toAddr, unsubURL string) error {
+	_, err := checkRecipient(r, toAddr, unsubURL)
+	return err
+}
+
+// checkRecipient checks what Build takes from one recipient and can refuse, and returns
+// the parsed address.
+func checkRecipient(r Rendered, toAddr, unsubURL string) (*mail.Address, error) {
+	to, err := mail.ParseAddress(toAddr)
+	if err != nil || to.Name != "" || !strings.Contains(to.Address, "@") {
+		return nil, fmt.Errorf("building message: recipient %q is not a bare address", toAddr)
+	}
+	if err := checkUnsubURL(unsubURL); err != nil {
+		return nil, err
+	}
+	if r.Text == "" && r.HTML == "" {
+		return nil, fmt.Errorf("building message for %s: no body", toAddr)
+	}
+	return to, nil
 }
 
 // body assembles the MIME structure of a message.
