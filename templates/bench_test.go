@@ -190,3 +190,43 @@ func BenchmarkRenderBuildParallel(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkRenderHTMLOnly renders the ~10 KB HTML-only newsletter (subject, HTML, text
+// part) after Check, with the text part derived from each message's HTML and derived
+// once from the template.
+func BenchmarkRenderHTMLOnly(b *testing.B) {
+	for _, perMessage := range []bool{true, false} {
+		name := "text-once"
+		if perMessage {
+			name = "text-per-message"
+		}
+		b.Run(name, func(b *testing.B) {
+			s, err := Parse(benchSources())
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := s.Check(benchColumns); err != nil {
+				b.Fatal(err)
+			}
+			if perMessage {
+				s.once = nil
+			}
+			if s.TextPerMessage() != perMessage {
+				b.Fatalf("text per message = %v, want %v", s.TextPerMessage(), perMessage)
+			}
+			data := benchData()
+			r, err := s.Render(data)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(len(r.HTML) + len(r.Text)))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				if _, err := s.Render(data); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
