@@ -398,8 +398,10 @@ func (c *onceCompiler) tag(r tagAction, href []hrefPart) bool {
 	return true
 }
 
-// scan calls piece for the text between tokens and token for each token of p.
-func scan(p []byte, piece func([]byte), token func(i, at int) bool) bool {
+// scan calls piece for the text between tokens and token for each token of p, with
+// the byte before it (0 at the start of p).
+func scan(p []byte, piece func([]byte), token func(i int, prev byte) bool) bool {
+	prev := byte(0)
 	for {
 		j := bytes.Index(p, []byte(tokenPrefix))
 		if j < 0 {
@@ -420,10 +422,14 @@ func scan(p []byte, piece func([]byte), token func(i, at int) bool) bool {
 				return false
 			}
 		}
-		if k == j+len(tokenPrefix) || k >= len(p) || p[k] != 'x' || !token(n, j) {
+		if j > 0 {
+			prev = p[j-1]
+		}
+		if k == j+len(tokenPrefix) || k >= len(p) || p[k] != 'x' || !token(n, prev) {
 			return false
 		}
 		p = p[k+1:]
+		prev = 'x'
 	}
 }
 
@@ -442,7 +448,7 @@ func (c *onceCompiler) text(p []byte, raw bool) bool {
 		if c.skip == 0 {
 			c.pending = append(c.pending, piece...)
 		}
-	}, func(i, at int) bool {
+	}, func(i int, prev byte) bool {
 		if !c.flush() {
 			return false
 		}
@@ -450,7 +456,7 @@ func (c *onceCompiler) text(p []byte, raw bool) bool {
 		if !ok {
 			return false
 		}
-		if raw && at > 0 && strings.IndexByte("<!/-", p[at-1]) >= 0 {
+		if raw && prev != 0 && strings.IndexByte("<!/-", prev) >= 0 {
 			return false // could end the raw text, or start a comment in a script
 		}
 		switch t.kind {
@@ -482,7 +488,7 @@ func (c *onceCompiler) attr(v []byte, isHref bool) ([]hrefPart, bool) {
 		if isHref {
 			parts = append(parts, hrefPart{s: string(piece), slot: -1})
 		}
-	}, func(i, _ int) bool {
+	}, func(i int, _ byte) bool {
 		t, ok := c.use(i)
 		if !ok {
 			return false
