@@ -135,13 +135,23 @@ func BenchmarkRender(b *testing.B) {
 }
 
 // BenchmarkBuild builds the MIME message (text + html alternative) of one rendered
-// ~10 KB HTML message.
+// ~10 KB HTML message (non-ASCII data: both parts quoted-printable).
 func BenchmarkBuild(b *testing.B) {
+	benchBuild(b, benchData())
+}
+
+// BenchmarkBuildASCII is BenchmarkBuild with ASCII data: both parts go out as they are
+// (7bit).
+func BenchmarkBuildASCII(b *testing.B) {
+	benchBuild(b, recipient(map[string]string{"first_name": "Zoe", "city": "Berlin", "name": "Zoe Dvorak"}))
+}
+
+func benchBuild(b *testing.B, data map[string]string) {
 	s, err := Parse(benchSources())
 	if err != nil {
 		b.Fatal(err)
 	}
-	r, err := s.Render(benchData())
+	r, err := s.Render(data)
 	if err != nil {
 		b.Fatal(err)
 	}
