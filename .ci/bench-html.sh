@@ -5,7 +5,8 @@
 # sending messages of the same size over as many sessions in the same run as the
 # yardstick; then the same HTML with a text template (html+text). Runs alternate
 # smtp-source / herald (/ baseline herald), and each prints
-# "herald X/s, yardstick Y/s, ratio Z". Not part of CI (it takes minutes and installs
+# "herald X/s, yardstick Y/s, ratio Z" and the CPU time herald took per message (user +
+# system, which a busy machine changes less than the rates). Not part of CI (it takes minutes and installs
 # Postfix); figures go to BENCHMARKS.md.
 #
 # Usage: .ci/bench-html.sh [ROWS [BASELINE_REV [ROUNDS [WORKERS]]]]
@@ -23,10 +24,10 @@ port=${BENCH_HTML_PORT:-2531}
 work=$(mktemp -d)
 run() { echo "+ $*" >&2; "$@"; }
 
-if ! command -v smtp-sink >/dev/null && [ ! -x /usr/sbin/smtp-sink ]; then
+if { ! command -v smtp-sink >/dev/null && [ ! -x /usr/sbin/smtp-sink ]; } || [ ! -x /usr/bin/time ]; then
 	run apt-get update -qq
 	echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-	run env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postfix
+	run env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postfix time
 fi
 sink=$(command -v smtp-sink || echo /usr/sbin/smtp-sink)
 source_bin=$(command -v smtp-source || echo /usr/sbin/smtp-source)
@@ -117,8 +118,9 @@ for round in $(seq 1 "$rounds"); do
 			rm -f "$work/$case"/herald.db*
 			echo "== round $round, $case: $bin, $rows recipients, $workers workers" >&2
 			start=$(date +%s.%N)
-			"$work/$bin" send "$work/$case/campaign.yaml" --yes --json >"$work/summary.json"
+			/usr/bin/time -f "%U %S" -o "$work/cpu.txt" "$work/$bin" send "$work/$case/campaign.yaml" --yes --json >"$work/summary.json"
 			end=$(date +%s.%N)
+			cpu=$(python3 -c "u, s = open('$work/cpu.txt').read().split()[-2:]; print(round((float(u) + float(s)) / $rows * 1e6))")
 			sent=$(python3 -c "import json; print(json.load(open('$work/summary.json'))['sent'])")
 			if [ "$sent" != "$rows" ]; then
 				echo "$bin sent $sent of $rows: $(cat "$work/summary.json")" >&2
@@ -126,7 +128,7 @@ for round in $(seq 1 "$rounds"); do
 			fi
 			got=$(rate "$rows" "$(elapsed "$start" "$end")")
 			ratio=$(python3 -c "print(f'{$got / $yard:.2f}')")
-			line="round $round, $case (${size[$case]} B/message), $bin: herald $got/s, yardstick $yard/s, ratio $ratio"
+			line="round $round, $case (${size[$case]} B/message), $bin: herald $got/s, yardstick $yard/s, ratio $ratio, cpu $cpu µs/message"
 			echo "$line"
 			results[$case,$bin]+="$ratio "
 		done
