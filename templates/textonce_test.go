@@ -6,6 +6,7 @@ import (
 	"fmt"
 	htmltemplate "html/template"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -271,6 +272,32 @@ func TestTextOnceTemplateError(t *testing.T) {
 		t.Fatalf("Render = %v, want an error at t.html:2", err)
 	}
 	renderBoth(t, s, per, recipient(map[string]string{"a": "x", "b": "short"}))
+}
+
+// Renders after Check run concurrently (the workers), each with its own values.
+func TestTextOnceConcurrent(t *testing.T) {
+	s, per, err := parseBoth(t, Sources{Subject: "s", HTML: onceTemplates[0].body + `<a href="https://x.example/{{ .b }}">x</a>` + unsubLinkHTML}, onceColumns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.TextPerMessage() {
+		t.Fatal("text derived per message")
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 50 {
+				data := recipient(map[string]string{"a": onceValues[(g+i)%len(onceValues)], "b": onceValues[(g*3+i)%len(onceValues)]})
+				got, err := s.Render(data)
+				want, werr := per.Render(data)
+				if err != nil || werr != nil || got.HTML != want.HTML || got.Text != want.Text {
+					t.Errorf("%q: derived once %q (%v), per message %q (%v)", data, got.Text, err, want.Text, werr)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // FuzzTextOnce renders arbitrary templates with arbitrary values both ways: where the
