@@ -135,13 +135,23 @@ func BenchmarkRender(b *testing.B) {
 }
 
 // BenchmarkBuild builds the MIME message (text + html alternative) of one rendered
-// ~10 KB HTML message.
+// ~10 KB HTML message (non-ASCII data: both parts quoted-printable).
 func BenchmarkBuild(b *testing.B) {
+	benchBuild(b, benchData())
+}
+
+// BenchmarkBuildASCII is BenchmarkBuild with ASCII data: both parts go out as they are
+// (7bit).
+func BenchmarkBuildASCII(b *testing.B) {
+	benchBuild(b, recipient(map[string]string{"first_name": "Zoe", "city": "Berlin", "name": "Zoe Dvorak"}))
+}
+
+func benchBuild(b *testing.B, data map[string]string) {
 	s, err := Parse(benchSources())
 	if err != nil {
 		b.Fatal(err)
 	}
-	r, err := s.Render(benchData())
+	r, err := s.Render(data)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -189,4 +199,44 @@ func BenchmarkRenderBuildParallel(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkRenderHTMLOnly renders the ~10 KB HTML-only newsletter (subject, HTML, text
+// part) after Check, with the text part derived from each message's HTML and derived
+// once from the template.
+func BenchmarkRenderHTMLOnly(b *testing.B) {
+	for _, perMessage := range []bool{true, false} {
+		name := "text-once"
+		if perMessage {
+			name = "text-per-message"
+		}
+		b.Run(name, func(b *testing.B) {
+			s, err := Parse(benchSources())
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := s.Check(benchColumns); err != nil {
+				b.Fatal(err)
+			}
+			if perMessage {
+				s.once = nil
+			}
+			if s.TextPerMessage() != perMessage {
+				b.Fatalf("text per message = %v, want %v", s.TextPerMessage(), perMessage)
+			}
+			data := benchData()
+			r, err := s.Render(data)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(len(r.HTML) + len(r.Text)))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				if _, err := s.Render(data); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

@@ -339,8 +339,7 @@ func (b *Builder) Build(r Rendered, toAddr, toName, unsubURL string) (Built, err
 	buf.WriteString("\r\n")
 	body.writeBody(buf)
 
-	raw := make([]byte, buf.Len())
-	copy(raw, buf.Bytes())
+	raw := bytes.Clone(buf.Bytes())
 
 	headers := make([][2]string, 0, 5+len(b.extra))
 	headers = append(headers, b.listHeaders...)
@@ -459,27 +458,6 @@ func addressHeader(addr, name string) string {
 		return "<" + addr + ">"
 	}
 	return a.String()
-}
-
-// toCRLF ends every line of s with CRLF (s has no bare CR).
-func toCRLF(s string) string {
-	var b strings.Builder
-	b.Grow(len(s) + strings.Count(s, "\n"))
-	for len(s) > 0 {
-		i := strings.IndexByte(s, '\n')
-		if i < 0 {
-			b.WriteString(s)
-			break
-		}
-		if i > 0 && s[i-1] == '\r' {
-			b.WriteString(s[:i+1])
-		} else {
-			b.WriteString(s[:i])
-			b.WriteString("\r\n")
-		}
-		s = s[i+1:]
-	}
-	return b.String()
 }
 
 // printableASCII reports whether s holds only printable US-ASCII and tabs. It looks at

@@ -407,3 +407,14 @@ func TestPrintableASCII(t *testing.T) {
 		}
 	}
 }
+
+// partBody is the body textPart writes and its transfer encoding.
+func partBody(s string) ([]byte, string) {
+	if !sevenBit(s) {
+		return quotedPrintable(s), "quoted-printable"
+	}
+	p := preparedPart{text: s}
+	var b bytes.Buffer
+	p.write(&b)
+	return b.Bytes(), "7bit"
+}

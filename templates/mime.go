@@ -31,10 +31,13 @@ type Attachment struct {
 const MaxFileName = 255
 
 // preparedPart is a leaf MIME entity ready to be written: its header lines (without the
-// final blank line) and its encoded body, both with CRLF line ends.
+// final blank line) and its encoded body, both with CRLF line ends; or, for a 7bit text
+// part, the text as rendered, whose line ends are made CRLF as it is written (saving
+// two copies of each part of every message).
 type preparedPart struct {
 	header string
 	body   []byte
+	text   string
 }
 
 // checkAttachment validates a file for a message.
@@ -129,48 +132,67 @@ func base64Lines(data []byte) []byte {
 	return out
 }
 
-// textPart prepares a text/plain or text/html body: 7bit when it is printable US-ASCII
-// with lines of at most 998 octets (written as it is, CRLF line ends), quoted-printable
-// otherwise.
-func textPart(mediaType, s string) preparedPart {
-	body, cte := partBody(s)
-	return preparedPart{
-		header: "Content-Type: " + mediaType + "; charset=UTF-8\r\nContent-Transfer-Encoding: " + cte + "\r\n",
-		body:   body,
-	}
-}
-
-// partBody chooses a body part's transfer encoding and encodes it. A body of printable
-// US-ASCII whose lines fit in 998 octets goes out as it is under the label 7bit, which
+// textPart prepares a text/plain or text/html body. A body of printable US-ASCII whose
+// lines fit in 998 octets goes out as it is under the label 7bit (CRLF line ends), which
 // every relay carries unchanged (so a DKIM signature over it survives relays without
 // 8BITMIME). Anything else is quoted-printable: 7-bit as well.
-func partBody(s string) ([]byte, string) {
-	crlf := true
+func textPart(mediaType, s string) preparedPart {
+	p, cte := preparedPart{text: s}, "7bit"
+	if !sevenBit(s) {
+		p, cte = preparedPart{body: quotedPrintable(s)}, "quoted-printable"
+	}
+	p.header = "Content-Type: " + mediaType + "; charset=UTF-8\r\nContent-Transfer-Encoding: " + cte + "\r\n"
+	return p
+}
+
+// sevenBit reports whether s can go out as it is, labelled 7bit: printable US-ASCII
+// with lines of at most 998 octets.
+func sevenBit(s string) bool {
 	for rest := s; len(rest) > 0; {
 		line := rest
 		if i := strings.IndexByte(rest, '\n'); i >= 0 {
 			line, rest = rest[:i], rest[i+1:]
-			if strings.HasSuffix(line, "\r") {
-				line = line[:len(line)-1]
-			} else {
-				crlf = false
-			}
+			line = strings.TrimSuffix(line, "\r")
 		} else {
 			rest = ""
 		}
 		if len(line) > 998-2 || !printableASCII(line) {
-			var b bytes.Buffer
-			b.Grow(len(s) + len(s)/8)
-			w := quotedprintable.NewWriter(&b)
-			_, _ = w.Write([]byte(s))
-			_ = w.Close()
-			return b.Bytes(), "quoted-printable"
+			return false
 		}
 	}
-	if !crlf {
-		s = toCRLF(s)
+	return true
+}
+
+func quotedPrintable(s string) []byte {
+	var b bytes.Buffer
+	b.Grow(len(s) + len(s)/8)
+	w := quotedprintable.NewWriter(&b)
+	_, _ = w.Write([]byte(s))
+	_ = w.Close()
+	return b.Bytes()
+}
+
+// write writes the part's body: its text with every line ended by CRLF (it has no bare
+// CR), or its encoded body.
+func (p *preparedPart) write(buf *bytes.Buffer) {
+	if p.body != nil {
+		buf.Write(p.body)
+		return
 	}
-	return []byte(s), "7bit"
+	for s := p.text; len(s) > 0; {
+		i := strings.IndexByte(s, '\n')
+		if i < 0 {
+			buf.WriteString(s)
+			return
+		}
+		if i > 0 && s[i-1] == '\r' {
+			buf.WriteString(s[:i+1])
+		} else {
+			buf.WriteString(s[:i])
+			buf.WriteString("\r\n")
+		}
+		s = s[i+1:]
+	}
 }
 
 // entity is a MIME entity: a prepared leaf, or a multipart of entities.
@@ -192,7 +214,7 @@ func (e *entity) contentHeader() string {
 // writeBody writes the entity's body (after its header and the blank line).
 func (e *entity) writeBody(buf *bytes.Buffer) {
 	if e.leaf != nil {
-		buf.Write(e.leaf.body)
+		e.leaf.write(buf)
 		return
 	}
 	for _, p := range e.parts {
@@ -208,7 +230,7 @@ func (e *entity) writeBody(buf *bytes.Buffer) {
 // size is roughly the number of octets writeBody writes.
 func (e *entity) size() int {
 	if e.leaf != nil {
-		return len(e.leaf.header) + len(e.leaf.body)
+		return len(e.leaf.header) + len(e.leaf.body) + len(e.leaf.text) + strings.Count(e.leaf.text, "\n")
 	}
 	n := 0
 	for _, p := range e.parts {

@@ -122,6 +122,12 @@ type Set struct {
 	// refs are the data keys each template reads at top level, found once by Parse.
 	refs []ref
 
+	// The text part of an HTML-only campaign derived once from the template (see
+	// textonce.go), decided by Check; nil: derived from each message's HTML.
+	once         *textOnce
+	htmlRun      string // the source s.html was parsed from (CSS inlined or not)
+	oncePrepared bool
+
 	bufs sync.Pool // *bytes.Buffer
 }
 
@@ -257,6 +263,7 @@ func Parse(src Sources) (*Set, error) {
 		styled = layout
 	}
 	s.htmlSrc, s.layoutSrc = src.HTML, layout
+	s.htmlRun = src.HTML
 	if src.InlineCSS != nil && *src.InlineCSS || src.InlineCSS == nil && hasStyleElement(styled) {
 		s.css = newCSSInliner()
 		s.cssPerMessage = true
@@ -344,12 +351,47 @@ func (s *Set) prepareCSS(data map[string]string) {
 			s.html = oldHTML
 			return
 		}
+		s.htmlRun = inl
 	}
 	s.cssPerMessage = false
 	got, err := s.Render(data)
 	if err != nil || normalizeHTML(got.HTML) != normalizeHTML(want.HTML) || got.Text != want.Text {
 		s.html, s.layout, s.mdTags, s.cssPerMessage = oldHTML, oldLayout, nil, true
+		s.htmlRun = s.htmlSrc
 	}
+}
+
+// prepareText derives the text part of an HTML-only campaign once from the template
+// when that gives every message the text its own HTML would (see textonce.go), and
+// checks it on the sample data of Check. Otherwise each message's text is derived from
+// its HTML.
+func (s *Set) prepareText(data map[string]string) {
+	if s.oncePrepared {
+		return
+	}
+	s.oncePrepared = true
+	if s.html == nil || s.text != nil || s.md != nil || s.layout != nil || s.CSSPerMessage() {
+		return
+	}
+	want, err := s.Render(data)
+	if err != nil {
+		return
+	}
+	once, ok := compileTextOnce(s.htmlFile, s.htmlRun, data)
+	if !ok {
+		return
+	}
+	s.once = once
+	if got, err := s.Render(data); err != nil || got.HTML != want.HTML || got.Text != want.Text {
+		s.once = nil
+	}
+}
+
+// TextPerMessage reports whether an HTML-only campaign's text part is derived from each
+// message's HTML (true) or was derived once from the template (false; also false when
+// the campaign has a text or Markdown template).
+func (s *Set) TextPerMessage() bool {
+	return s.html != nil && s.text == nil && s.md == nil && s.once == nil
 }
 
 // CSSPerMessage reports whether the CSS is inlined into every message (true) or was
@@ -376,7 +418,9 @@ func (s *Set) HasText() bool { return s.text != nil }
 // (`template.html:3: no column "frist_name" in the list (columns: email, first_name)`),
 // or the refusal when a body part never shows the UnsubscribeURL. With only HTML, the
 // derived text must keep the link URL. Check also decides, on its sample data, whether
-// the CSS can be inlined once into the templates (call it before rendering concurrently).
+// the CSS can be inlined once into the templates and whether the text part of an
+// HTML-only campaign can be derived once from the template (call it before rendering
+// concurrently).
 func (s *Set) Check(columns []string) error {
 	have := make(map[string]bool, len(columns)+3)
 	data := make(map[string]string, len(columns)+3)
@@ -429,6 +473,7 @@ func (s *Set) Check(columns []string) error {
 		}
 	}
 	s.prepareCSS(data)
+	s.prepareText(data)
 	return nil
 }
 
@@ -480,7 +525,16 @@ func (s *Set) RenderContext(ctx context.Context, data map[string]string) (Render
 		return Rendered{}, err
 	}
 	out.Subject = HeaderText(out.Subject)
-	if s.html != nil {
+	derived := false // the text part too, with the HTML
+	if s.once != nil {
+		// A failure here (a template error) is left to the template itself to report.
+		out.HTML, out.Text, err = s.once.render(ctx, data)
+		if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			return Rendered{}, err
+		}
+		derived = err == nil
+	}
+	if s.html != nil && !derived {
 		if out.HTML, err = exec(s.htmlFile, s.html, data); err != nil {
 			return Rendered{}, err
 		}
@@ -531,6 +585,7 @@ func (s *Set) RenderContext(ctx context.Context, data map[string]string) (Render
 		if u := data[KeyUnsubscribeURL]; u != "" && !strings.Contains(out.Text, u) {
 			out.Text += "\n--\nUnsubscribe: " + u + "\n"
 		}
+	case derived:
 	default:
 		out.Text = DeriveText(out.HTML)
 	}
