@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/heraldmail/herald/campaign/unsubscribe"
+	"github.com/heraldmail/herald/templates"
 )
 
 // The dry run's queues: the list is read in batches of dryBatchRows recipients, and at
@@ -199,13 +200,25 @@ func (w *dryWorker) check(ctx context.Context, r *Recipient) error {
 	data["Email"] = r.Email
 	data["UnsubscribeURL"] = unsub
 	data["Campaign"] = rd.c.Name
-	out, err := rd.set.RenderContext(ctx, data)
-	if err != nil {
+	// The bodies are looked at, never kept: views of the render's buffers, no copies.
+	rendered := false
+	err := rd.set.RenderFunc(ctx, data, func(out templates.Rendered) error {
+		rendered = true
+		return w.checkRendered(r, out, unsub)
+	})
+	if err != nil && !rendered {
 		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 			return err
 		}
 		return fmt.Errorf("line %d (%s): %w", r.Line, r.Email, err)
 	}
+	return err
+}
+
+// checkRendered is check's part after the render: a template error is named with r's
+// line, and what the builder refuses is found.
+func (w *dryWorker) checkRendered(r *Recipient, out templates.Rendered, unsub string) error {
+	rd := w.rd
 	path, err := rd.RecipientAttachment(r)
 	if err != nil {
 		return err

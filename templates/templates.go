@@ -28,6 +28,7 @@ import (
 	"sync"
 	texttemplate "text/template"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/yuin/goldmark"
 )
@@ -496,12 +497,45 @@ func (s *Set) Render(data map[string]string) (Rendered, error) {
 // refuses output past MaxHeaderOutput or MaxBodyOutput.
 func (s *Set) RenderContext(ctx context.Context, data map[string]string) (Rendered, error) {
 	var out Rendered
+	err := s.render(ctx, data, false, func(r Rendered) error {
+		out = r
+		return nil
+	})
+	if err != nil {
+		return Rendered{}, err
+	}
+	return out, nil
+}
+
+// RenderFunc renders like RenderContext and calls fn with the result, whose strings may
+// be views of buffers that are reused once fn returns: fn must not keep them, nor
+// anything made from them without a copy. It returns the render's error, or fn's. A
+// caller that only looks at a recipient's parts (a dry run checking every row) saves
+// copying the bodies out of the buffers they were rendered into.
+func (s *Set) RenderFunc(ctx context.Context, data map[string]string, fn func(Rendered) error) error {
+	return s.render(ctx, data, true, fn)
+}
+
+// render renders one recipient and hands the result to fn; with views, the bodies are
+// views of pooled buffers, valid until fn returns.
+func (s *Set) render(ctx context.Context, data map[string]string, views bool, fn func(Rendered) error) error {
+	var out Rendered
 	buf := s.bufs.Get().(*bytes.Buffer)
-	defer s.bufs.Put(buf)
+	held := []*bytes.Buffer{buf} // back to the pool after fn
+	defer func() {
+		for _, b := range held {
+			s.bufs.Put(b)
+		}
+	}()
 
 	exec := func(file string, t interface {
 		Execute(io.Writer, any) error
 	}, data any) (string, error) {
+		if views && buf.Len() > 0 {
+			// The last part is a view of buf: the next one goes into a buffer of its own.
+			buf = s.bufs.Get().(*bytes.Buffer)
+			held = append(held, buf)
+		}
 		buf.Reset()
 		max := MaxBodyOutput
 		if file == subjectName || file == toNameName {
@@ -517,26 +551,33 @@ func (s *Set) RenderContext(ctx context.Context, data map[string]string) (Render
 			}
 			return "", templateError(file, err)
 		}
+		if views {
+			return view(buf.Bytes()), nil
+		}
 		return buf.String(), nil
 	}
 
 	var err error
 	if out.Subject, err = exec(subjectName, s.subject, data); err != nil {
-		return Rendered{}, err
+		return err
 	}
 	out.Subject = HeaderText(out.Subject)
 	derived := false // the text part too, with the HTML
 	if s.once != nil {
 		// A failure here (a template error) is left to the template itself to report.
-		out.HTML, out.Text, err = s.once.render(ctx, data)
+		var run *textRun
+		run, out.HTML, out.Text, err = s.once.render(ctx, data, views)
+		if run != nil {
+			defer s.once.runs.Put(run) // after fn: the views are its buffers
+		}
 		if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-			return Rendered{}, err
+			return err
 		}
 		derived = err == nil
 	}
 	if s.html != nil && !derived {
 		if out.HTML, err = exec(s.htmlFile, s.html, data); err != nil {
-			return Rendered{}, err
+			return err
 		}
 	}
 	if s.md != nil {
@@ -549,10 +590,10 @@ func (s *Set) RenderContext(ctx context.Context, data map[string]string) (Render
 		}
 		src, err := exec(s.mdFile, s.md, mdData)
 		if err != nil {
-			return Rendered{}, err
+			return err
 		}
 		if out.HTML, out.Text, err = renderMarkdown(s.markdown, []byte(src)); err != nil {
-			return Rendered{}, fmt.Errorf("%s: %w", s.mdFile, err)
+			return fmt.Errorf("%s: %w", s.mdFile, err)
 		}
 	}
 	if s.mdTags != nil && !s.cssPerMessage {
@@ -566,18 +607,18 @@ func (s *Set) RenderContext(ctx context.Context, data map[string]string) (Render
 		ld[KeyBody] = htmltemplate.HTML(out.HTML)
 		ld[KeySubject] = out.Subject
 		if out.HTML, err = exec(s.layoutFile, s.layout, ld); err != nil {
-			return Rendered{}, err
+			return err
 		}
 	}
 	if s.css != nil && s.cssPerMessage && out.HTML != "" {
 		if out.HTML, err = s.css.inline(out.HTML); err != nil {
-			return Rendered{}, fmt.Errorf("inlining CSS: %w", err)
+			return fmt.Errorf("inlining CSS: %w", err)
 		}
 	}
 	switch {
 	case s.text != nil:
 		if out.Text, err = exec(s.textFile, s.text, data); err != nil {
-			return Rendered{}, err
+			return err
 		}
 	case s.md != nil:
 		// The text part comes from the Markdown; an unsubscribe link that only the
@@ -591,13 +632,13 @@ func (s *Set) RenderContext(ctx context.Context, data map[string]string) (Render
 	}
 	if s.toName != nil {
 		if out.ToName, err = exec(toNameName, s.toName, data); err != nil {
-			return Rendered{}, err
+			return err
 		}
 	} else {
 		out.ToName = nameColumn(data)
 	}
 	out.ToName = HeaderText(out.ToName)
-	return out, nil
+	return fn(out)
 }
 
 // Warnings are problems found when parsing that do not stop a campaign: CSS that
@@ -606,6 +647,14 @@ func (s *Set) Warnings() []string { return s.warnings }
 
 // nameColumn is the default To display name: the `name` column, matched
 // case-insensitively, or "".
+// view is b as a string without a copy: valid while b's memory is not written again.
+func view(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
+
 func nameColumn(data map[string]string) string {
 	if v, ok := data["name"]; ok {
 		return v

@@ -1,6 +1,7 @@
 package templates
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"sync"
@@ -273,4 +274,49 @@ func TestRenderConcurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// TestRenderFuncLikeRenderContext: RenderFunc gives fn what RenderContext returns for
+// every kind of campaign (html+text, text only, a layout, Markdown, a To name template,
+// CSS inlined per message), its parts views that no later part overwrote; fn's error
+// is returned; a render error never reaches fn.
+func TestRenderFuncLikeRenderContext(t *testing.T) {
+	on := true
+	for name, src := range map[string]Sources{
+		"html and text": {Subject: "Hi {{ .first_name }}", HTML: `<p>Hello {{ .first_name }}</p><a href="{{ .UnsubscribeURL }}">u</a>`, Text: "Hello {{ .first_name }} {{ .UnsubscribeURL }}"},
+		"text only":     {Subject: "s", Text: "Hello {{ .first_name }} {{ .UnsubscribeURL }}", ToName: "{{ .first_name }} Q"},
+		"layout":        {Subject: "s", HTML: `<p>{{ .first_name }}</p><a href="{{ .UnsubscribeURL }}">u</a>`, Layout: `<html><body><h1>{{ .Subject }}</h1>{{ .Body }}<i>{{ .first_name }}</i></body></html>`},
+		"markdown":      {Subject: "s", Markdown: "# Hi {{ .first_name }}\n\n* one\n* [unsubscribe]({{ .UnsubscribeURL }})\n"},
+		"css per message": {Subject: "s", HTML: `<style>p{color:red}</style><p class="{{ .first_name }}">{{ .first_name }}</p><a href="{{ .UnsubscribeURL }}">u</a>`,
+			InlineCSS: &on},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s, err := Parse(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Check([]string{"email", "first_name"}); err != nil {
+				t.Fatal(err)
+			}
+			for _, v := range []string{"Ann", "", "<b>&amp;</b>", "Zoë \"Q\""} {
+				data := map[string]string{"email": "a@example.org", "first_name": v, KeyEmail: "a@example.org",
+					KeyUnsubscribeURL: "https://example.com/u/tok", KeyCampaign: "c"}
+				want, werr := s.Render(data)
+				checkRenderFunc(t, s, data, want, werr)
+			}
+		})
+	}
+	s, err := Parse(Sources{Subject: "s", Text: "{{ .UnsubscribeURL }} {{ index .missing 3 }}"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("boom")
+	data := map[string]string{KeyUnsubscribeURL: "https://example.com/u"}
+	if err := s.RenderFunc(context.Background(), data, func(Rendered) error { t.Fatal("fn called after a render error"); return nil }); err == nil {
+		t.Fatal("no render error")
+	}
+	s, _ = Parse(Sources{Subject: "s", Text: "{{ .UnsubscribeURL }}"})
+	if err := s.RenderFunc(context.Background(), data, func(Rendered) error { return boom }); err != boom {
+		t.Fatalf("RenderFunc returned %v, want fn's error", err)
+	}
 }

@@ -3,6 +3,7 @@ package templates
 import (
 	"bytes"
 	"strings"
+	"unicode"
 
 	"golang.org/x/net/html"
 	"golang.org/x/net/html/atom"
@@ -239,6 +240,18 @@ func (c *textConv) result() string {
 	s.Write(t)
 	s.WriteByte('\n')
 	return s.String()
+}
+
+// resultView is result as a view of c's buffer (which it changes): valid until c is
+// reset.
+func (c *textConv) resultView() string {
+	t := bytes.TrimSpace(c.b)
+	if len(t) == 0 {
+		return "\n"
+	}
+	left := len(c.b) - len(bytes.TrimLeftFunc(c.b, unicode.IsSpace))
+	c.b = append(c.b[:left+len(t)], '\n')
+	return view(c.b[left:])
 }
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' }

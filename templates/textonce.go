@@ -593,16 +593,25 @@ type textRun struct {
 }
 
 // render renders the HTML body and derives its text part for data.
-func (o *textOnce) render(ctx context.Context, data map[string]string) (htmlBody, text string, err error) {
+// With views, the HTML and text are views of run's buffers and run is returned: the
+// caller puts it back into o.runs once it no longer uses them (otherwise run is nil).
+func (o *textOnce) render(ctx context.Context, data map[string]string, views bool) (run *textRun, htmlBody, text string, err error) {
 	r := o.runs.Get().(*textRun)
-	defer o.runs.Put(r)
+	if views {
+		run = r
+	} else {
+		defer o.runs.Put(r)
+	}
 	r.ctx, r.html, r.mode, r.val, r.writes = ctx, r.html[:0], stepNone, r.val[:0], 0
 	r.conv.reset()
 	if err := o.t.Execute(r, data); err != nil {
-		return "", "", err
+		return run, "", "", err
 	}
 	r.flush()
-	return string(r.html), r.conv.result(), nil
+	if views {
+		return run, view(r.html), r.conv.resultView(), nil
+	}
+	return nil, string(r.html), r.conv.result(), nil
 }
 
 func (r *textRun) Write(p []byte) (int, error) {

@@ -86,6 +86,8 @@ func renderBoth(t *testing.T, s, per *Set, data map[string]string) Rendered {
 	t.Helper()
 	got, err := s.Render(data)
 	want, werr := per.Render(data)
+	checkRenderFunc(t, s, data, got, err)
+	checkRenderFunc(t, per, data, want, werr)
 	if err != nil || werr != nil {
 		if err == nil || werr == nil || err.Error() != werr.Error() {
 			t.Fatalf("Render errors differ: derived once %v, per message %v", err, werr)
@@ -321,4 +323,24 @@ func ExampleDeriveText() {
 	// Hello Zoë,
 	//
 	// our picks & more. Unsubscribe <https://x.example/u/tok>
+}
+
+// checkRenderFunc: RenderFunc hands fn what RenderContext returns (want, or the same
+// error), its parts views that no later part of the same render overwrote.
+func checkRenderFunc(t *testing.T, s *Set, data map[string]string, want Rendered, werr error) {
+	t.Helper()
+	called := false
+	err := s.RenderFunc(context.Background(), data, func(got Rendered) error {
+		called = true
+		if got.Subject != want.Subject || got.HTML != want.HTML || got.Text != want.Text || got.ToName != want.ToName {
+			t.Fatalf("RenderFunc gave\n%q\nRenderContext gave\n%q", got, want)
+		}
+		return nil
+	})
+	if (err == nil) != (werr == nil) || err != nil && err.Error() != werr.Error() {
+		t.Fatalf("RenderFunc error %v, RenderContext error %v", err, werr)
+	}
+	if called != (werr == nil) {
+		t.Fatalf("fn called %v with render error %v", called, werr)
+	}
 }
