@@ -57,7 +57,7 @@ with open(os.path.join(work, "subscribers.csv"), "w") as f:
         f.write(f"user{i:07d}@example.org,Name{i},City{i % 100}\n")
 open(os.path.join(work, "template.txt"), "w").write(
     "Hello {{ .first_name }} in {{ .city }}.\n"
-    + "Some newsletter text for the plain part, wrapped like a mail.\n" * 100
+    + "Some newsletter text for the plain part, wrapped like a mail.\n" * 90
     + "\nUnsubscribe: {{ .UnsubscribeURL }}\n")
 common = """name: bench
 from: "Bench <news@example.com>"
