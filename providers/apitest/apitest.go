@@ -234,8 +234,9 @@ func CheckConns(tb testing.TB, s *Server, workers, n int) {
 	if s.Sent() != n {
 		tb.Fatalf("the API accepted %d of %d messages", s.Sent(), n)
 	}
+	tb.Logf("%d workers sending %d messages opened %d connections (%d of them closed by now)", workers, n, s.Conns(), s.Closed())
 	if got := s.Conns(); got > MaxConns(workers) {
-		tb.Errorf("%d workers sending %d messages opened %d connections (%d closed on the way), want at most %d",
+		tb.Errorf("%d workers sending %d messages opened %d connections (%d of them closed by now), want at most %d",
 			workers, n, got, s.Closed(), MaxConns(workers))
 	}
 }
