@@ -40,9 +40,8 @@ func (b *closingBody) WriteTo(w io.Writer) (int64, error) {
 func (b *closingBody) Close() error { b.once.Do(func() { close(b.closed) }); return nil }
 
 // TestBodyClientWholeRequestWritten: a request whose body is closed by the SDK once the
-// answer is back is still reported completely written, and its connection is kept.
-// Reported unwritten, a failure of the same round trip would be taken for a message
-// never sent, and sent again.
+// answer is back is still reported completely written, so that net/http keeps its
+// connection for the next request.
 func TestBodyClientWholeRequestWritten(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)

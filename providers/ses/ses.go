@@ -195,12 +195,10 @@ func ClientOptions(c Config) func(*sesv2.Options) {
 // The SDK closes a request's body as soon as the answer is back, and its body then
 // answers WriteTo with io.EOF. net/http, once it has sent the body, reads on to check
 // that nothing is left, through WriteTo when the body has one: when the answer arrived
-// first (a fast service, a loaded machine), that read fails with EOF, the transport
-// reports the request as not completely written (WroteRequest with an error) and drops
-// the connection, and the round trip itself may fail with that EOF although the service
-// accepted the message: herald would take it for a message never sent and send it again.
-// Without WriteTo the check goes through Read, which answers a closed body with a plain
-// end of data.
+// first (a fast service, a loaded machine), that read fails with EOF, and the transport
+// drops the connection as if the write had failed (and reports it so to a client trace's
+// WroteRequest): the next request of that worker dials again. Without WriteTo the check
+// goes through Read, which answers a closed body with a plain end of data.
 type bodyClient struct{ c sesv2.HTTPClient }
 
 func (b bodyClient) Do(r *http.Request) (*http.Response, error) {
