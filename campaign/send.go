@@ -726,10 +726,14 @@ func (r *run) open(ctx context.Context, p *Plan) (prov providers.Provider, fallb
 			return nil, nil, err
 		}
 		fallback = func(ctx context.Context) (providers.Provider, error) {
-			return freg.Open(ctx, FallbackSpec(r.c, r.env))
+			spec := FallbackSpec(r.c, r.env)
+			spec.Workers = p.Workers
+			return freg.Open(ctx, spec)
 		}
 	}
-	prov, err = r.reg.Open(ctx, ProviderSpec(r.c, r.env))
+	spec := ProviderSpec(r.c, r.env)
+	spec.Workers = p.Workers
+	prov, err = r.reg.Open(ctx, spec)
 	var pe *providers.Error
 	if err != nil && errors.As(err, &pe) && fallback != nil {
 		r.env.warnf("%s cannot be opened (%v): the run goes through the fallback", r.c.ProviderKind, err)

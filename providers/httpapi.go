@@ -21,7 +21,8 @@ import (
 const (
 	// maxAnswer caps how much of an API answer is read (answers are small JSON objects).
 	maxAnswer = 1 << 20
-	// maxIdlePerHost lets every worker keep its own kept-alive connection.
+	// maxIdlePerHost lets every worker keep its own kept-alive connection when the
+	// number of workers is not known.
 	maxIdlePerHost = 64
 )
 
@@ -50,22 +51,42 @@ func CheckTimeout(provider string, d time.Duration) error {
 
 // NewAPIClient returns an HTTP client for an API provider and the transport under it
 // (for CloseIdleConnections). Each request, connection included, is bounded by timeout
-// (0: none); every worker may keep its own idle connection to the API; redirects are not
+// (0: none); the connection pool is sized to workers (see SizePool); redirects are not
 // followed: a redirect means the endpoint is wrong, and following it could carry the
 // key elsewhere, so the 3xx answer itself is returned for the provider to classify.
-func NewAPIClient(timeout time.Duration) (*http.Client, *http.Transport) {
+func NewAPIClient(timeout time.Duration, workers int) (*http.Client, *http.Transport) {
 	var tr *http.Transport
 	if d, ok := http.DefaultTransport.(*http.Transport); ok {
 		tr = d.Clone()
-		tr.MaxIdleConnsPerHost = maxIdlePerHost
 	} else {
-		tr = &http.Transport{Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: maxIdlePerHost}
+		tr = &http.Transport{Proxy: http.ProxyFromEnvironment}
 	}
+	SizePool(tr, workers)
 	return &http.Client{
 		Transport:     tr,
 		Timeout:       timeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}, tr
+}
+
+// SizePool fits tr's connection pool to workers, the most requests a provider makes at
+// once: every worker keeps its own kept-alive connection to the API (Go's default
+// transport keeps 2 idle connections per host and the AWS SDK's 10, so more workers
+// than that re-dial after nearly every request), and no more connections than workers
+// are opened (workers starting together would otherwise dial extra connections that
+// are then kept idle for nothing). With workers 0 (not known) every worker up to 64
+// keeps its connection and the number opened is not capped.
+func SizePool(tr *http.Transport, workers int) {
+	if workers <= 0 {
+		workers = max(tr.MaxIdleConnsPerHost, maxIdlePerHost)
+		tr.MaxIdleConnsPerHost = workers
+	} else {
+		tr.MaxIdleConnsPerHost = workers
+		tr.MaxConnsPerHost = workers
+	}
+	if tr.MaxIdleConns != 0 { // 0: no limit
+		tr.MaxIdleConns = max(tr.MaxIdleConns, workers)
+	}
 }
 
 // TraceRequestWritten returns ctx with an HTTP client trace that sets wrote once a

@@ -69,7 +69,7 @@ func TestCheckTimeout(t *testing.T) {
 }
 
 func TestNewAPIClient(t *testing.T) {
-	c, tr := NewAPIClient(5 * time.Second)
+	c, tr := NewAPIClient(5*time.Second, 0)
 	if c.Timeout != 5*time.Second || c.Transport != tr || tr.MaxIdleConnsPerHost != maxIdlePerHost {
 		t.Fatalf("client timeout %s, transport %p (want %p), idle per host %d", c.Timeout, c.Transport, tr, tr.MaxIdleConnsPerHost)
 	}
@@ -184,7 +184,7 @@ func fakeAPI(t *testing.T, answer func(w http.ResponseWriter, r *http.Request)) 
 }
 
 func TestPostJSON(t *testing.T) {
-	client, tr := NewAPIClient(2 * time.Second)
+	client, tr := NewAPIClient(2*time.Second, 0)
 	t.Cleanup(tr.CloseIdleConnections)
 	ctx := context.Background()
 
@@ -302,5 +302,27 @@ func TestOneLine(t *testing.T) {
 		if got := OneLine(c.in); got != c.want {
 			t.Errorf("OneLine(%q) = %q, want %q", c.in, got, c.want)
 		}
+	}
+}
+
+func TestSizePool(t *testing.T) {
+	for _, c := range []struct {
+		workers, idle, idlePerHost, connsPerHost int
+	}{
+		{0, 100, maxIdlePerHost, 0}, // not known: every worker up to 64 keeps its connection
+		{8, 100, 8, 8},
+		{256, 256, 256, 256}, // more than the transport's idle connections in all
+	} {
+		tr := &http.Transport{MaxIdleConns: 100, MaxIdleConnsPerHost: 2}
+		SizePool(tr, c.workers)
+		if tr.MaxIdleConns != c.idle || tr.MaxIdleConnsPerHost != c.idlePerHost || tr.MaxConnsPerHost != c.connsPerHost {
+			t.Errorf("SizePool(%d): idle %d, idle per host %d, per host %d; want %d, %d, %d", c.workers,
+				tr.MaxIdleConns, tr.MaxIdleConnsPerHost, tr.MaxConnsPerHost, c.idle, c.idlePerHost, c.connsPerHost)
+		}
+	}
+	tr := &http.Transport{} // no limit on idle connections in all stays none
+	SizePool(tr, 8)
+	if tr.MaxIdleConns != 0 {
+		t.Errorf("SizePool set a limit of %d idle connections where there was none", tr.MaxIdleConns)
 	}
 }

@@ -261,6 +261,10 @@ type Spec struct {
 	// Headers are the campaign's own extra headers (its `headers:`), for the providers
 	// that restrict which headers may be sent (SendGrid reserves some names).
 	Headers map[string]string
+	// Workers is the most Send calls the pipeline will make at once (the campaign's
+	// workers); providers that keep connections size their pool to it. 0: not known
+	// (a preview or a test send), the provider's own default applies.
+	Workers int
 }
 
 // Path resolves p relative to BaseDir.

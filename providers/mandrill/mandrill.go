@@ -36,6 +36,10 @@ type Config struct {
 	Endpoint string `yaml:"endpoint"`
 	// Timeout bounds one API request, connection included (default 30s).
 	Timeout time.Duration `yaml:"timeout"`
+	// Workers is the most Send calls made at once: the connection pool keeps one
+	// connection per worker (see providers.SizePool). It comes from the campaign's
+	// workers, never from the provider block; 0 when not known.
+	Workers int `yaml:"-"`
 }
 
 // withDefaults returns c with every unset field at its default. It is the one place
@@ -105,6 +109,7 @@ func open(_ context.Context, s providers.Spec) (providers.Provider, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.Workers = s.Workers
 	return New(c, key)
 }
 
@@ -135,7 +140,7 @@ func New(c Config, key providers.Secret) (*Provider, error) {
 	}
 	// The client follows no redirect: the 3xx answer is classified instead of re-posting
 	// the body (and its key) elsewhere.
-	client, tr := providers.NewAPIClient(c.Timeout)
+	client, tr := providers.NewAPIClient(c.Timeout, c.Workers)
 	return &Provider{url: u, key: key, redact: providers.NewRedactor("", key), client: client, transport: tr}, nil
 }
 

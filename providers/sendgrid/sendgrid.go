@@ -41,6 +41,10 @@ type Config struct {
 	Endpoint string `yaml:"endpoint"`
 	// Timeout bounds one API request, connection included (default 30s).
 	Timeout time.Duration `yaml:"timeout"`
+	// Workers is the most Send calls made at once: the connection pool keeps one
+	// connection per worker (see providers.SizePool). It comes from the campaign's
+	// workers, never from the provider block; 0 when not known.
+	Workers int `yaml:"-"`
 }
 
 // withDefaults returns c with every unset field at its default. It is the one place
@@ -116,6 +120,7 @@ func open(_ context.Context, s providers.Spec) (providers.Provider, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.Workers = s.Workers
 	return New(c, key)
 }
 
@@ -148,7 +153,7 @@ func New(c Config, key providers.Secret) (*Provider, error) {
 		return nil, fmt.Errorf("%s: the API key contains spaces or control characters", Name)
 	}
 	// The client follows no redirect: the 3xx answer itself is classified.
-	client, tr := providers.NewAPIClient(c.Timeout)
+	client, tr := providers.NewAPIClient(c.Timeout, c.Workers)
 	return &Provider{url: u, key: key, redact: providers.NewRedactor("", key), client: client, transport: tr, now: time.Now}, nil
 }
 

@@ -23,12 +23,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
+	"net/http"
 	"net/url"
 	"strings"
 	"sync/atomic"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2/types"
@@ -51,6 +54,10 @@ type Config struct {
 	// Endpoint is a base URL that replaces the SES service address, e.g.
 	// http://127.0.0.1:8005 for a local emulator; optional.
 	Endpoint string `yaml:"endpoint"`
+	// Workers is the most Send calls made at once: the SDK's connection pool keeps one
+	// connection per worker (see providers.SizePool). It comes from the campaign's
+	// workers, never from the provider block; 0 when not known.
+	Workers int `yaml:"-"`
 }
 
 // Validate checks the settings without contacting anything.
@@ -130,6 +137,7 @@ func open(ctx context.Context, s providers.Spec) (providers.Provider, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.Workers = s.Workers
 	client, err := NewClient(ctx, c)
 	if err != nil {
 		return nil, err
@@ -138,17 +146,22 @@ func open(ctx context.Context, s providers.Spec) (providers.Provider, error) {
 }
 
 // NewClient builds an SES v2 client for c: credentials and region from the standard AWS
-// chain (c.Region wins), c.Endpoint as the base endpoint, and the SDK's retries off.
-// loadOpts are handed to config.LoadDefaultConfig after the region (tests pass static
-// credentials here).
+// chain (c.Region wins), c.Endpoint as the base endpoint, the SDK's retries off and its
+// connection pool sized to c.Workers. loadOpts are handed to config.LoadDefaultConfig
+// after these (tests pass static credentials here).
 func NewClient(ctx context.Context, c Config, loadOpts ...func(*config.LoadOptions) error) (*sesv2.Client, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	opts := make([]func(*config.LoadOptions) error, 0, len(loadOpts)+1)
+	opts := make([]func(*config.LoadOptions) error, 0, len(loadOpts)+2)
 	if c.Region != "" {
 		opts = append(opts, config.WithRegion(c.Region))
 	}
+	// The SDK's own client keeps 10 idle connections per host: more workers than that
+	// would re-dial after nearly every request.
+	opts = append(opts, config.WithHTTPClient(awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+		providers.SizePool(tr, c.Workers)
+	})))
 	opts = append(opts, loadOpts...)
 	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
@@ -161,9 +174,14 @@ func NewClient(ctx context.Context, c Config, loadOpts ...func(*config.LoadOptio
 }
 
 // ClientOptions returns the client settings herald needs on any SES v2 client: the
-// SDK's retries off (herald's pipeline retries) and c.Endpoint as the base endpoint.
+// SDK's retries off (herald's pipeline retries), c.Endpoint as the base endpoint and
+// request bodies sent through bodyClient.
 func ClientOptions(c Config) func(*sesv2.Options) {
 	return func(o *sesv2.Options) {
+		if o.HTTPClient == nil {
+			o.HTTPClient = awshttp.NewBuildableClient()
+		}
+		o.HTTPClient = bodyClient{o.HTTPClient}
 		o.Retryer = aws.NopRetryer{}
 		o.RetryMaxAttempts = 1
 		if c.Endpoint != "" {
@@ -171,6 +189,27 @@ func ClientOptions(c Config) func(*sesv2.Options) {
 		}
 	}
 }
+
+// bodyClient sends the SDK's requests with their body seen only as an io.ReadCloser.
+//
+// The SDK closes a request's body as soon as the answer is back, and its body then
+// answers WriteTo with io.EOF. net/http, once it has sent the body, reads on to check
+// that nothing is left, through WriteTo when the body has one: when the answer arrived
+// first (a fast service, a loaded machine), that read fails with EOF, and the transport
+// drops the connection as if the write had failed (and reports it so to a client trace's
+// WroteRequest): the next request of that worker dials again. Without WriteTo the check
+// goes through Read, which answers a closed body with a plain end of data.
+type bodyClient struct{ c sesv2.HTTPClient }
+
+func (b bodyClient) Do(r *http.Request) (*http.Response, error) {
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = readCloser{r.Body}
+	}
+	return b.c.Do(r)
+}
+
+// readCloser hides every method of its io.ReadCloser but Read and Close.
+type readCloser struct{ io.ReadCloser }
 
 // API is the part of the SES v2 client the provider uses; *sesv2.Client implements it.
 type API interface {
