@@ -28,8 +28,10 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"hash"
 	"net/url"
 	"strings"
+	"sync"
 
 	"golang.org/x/crypto/chacha20poly1305"
 )
@@ -58,6 +60,10 @@ type Signer struct {
 	// aead seals version 2 tokens; nonceKey derives their nonces.
 	aead     cipher.AEAD
 	nonceKey []byte
+	// nonceMACs holds HMACs keyed with nonceKey (hash.Hash), reset between uses: a
+	// token is made for every message, and a new HMAC costs its key schedule and three
+	// allocations.
+	nonceMACs sync.Pool
 }
 
 // NewSigner returns a Signer keyed with secret (at least 16 bytes).
@@ -77,7 +83,9 @@ func NewSigner(secret []byte) (*Signer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Signer{key: append([]byte(nil), secret...), aead: aead, nonceKey: nonceKey}, nil
+	sg := &Signer{key: append([]byte(nil), secret...), aead: aead, nonceKey: nonceKey}
+	sg.nonceMACs.New = func() any { return hmac.New(sha256.New, sg.nonceKey) }
+	return sg, nil
 }
 
 // plaintext is what a version 2 token seals: the campaign, a NUL, the address.
@@ -88,10 +96,15 @@ func plaintext(campaign, address string) []byte {
 	return append(p, address...)
 }
 
+// nonce returns the nonce of plain, in a slice with room for the sealed token after it.
 func (s *Signer) nonce(plain []byte) []byte {
-	m := hmac.New(sha256.New, s.nonceKey)
+	m := s.nonceMACs.Get().(hash.Hash)
+	defer s.nonceMACs.Put(m)
+	m.Reset()
 	m.Write(plain)
-	return m.Sum(nil)[:chacha20poly1305.NonceSizeX]
+	var sum [sha256.Size]byte
+	out := make([]byte, 0, chacha20poly1305.NonceSizeX+len(plain)+chacha20poly1305.Overhead)
+	return append(out, m.Sum(sum[:0])[:chacha20poly1305.NonceSizeX]...)
 }
 
 func (s *Signer) mac(campaign, address string) []byte {
@@ -107,7 +120,13 @@ func (s *Signer) Token(campaign, address string) string {
 	plain := plaintext(campaign, address)
 	nonce := s.nonce(plain)
 	sealed := s.aead.Seal(nonce, nonce, plain, []byte(prefix))
-	return prefix + enc.EncodeToString(sealed)
+	var tmp [192]byte // a token of a usual campaign and address, encoded, fits
+	encoded := enc.AppendEncode(tmp[:0], sealed)
+	var b strings.Builder
+	b.Grow(len(prefix) + len(encoded))
+	b.WriteString(prefix)
+	b.Write(encoded)
+	return b.String()
 }
 
 // tokenV1 returns the version 1 token (address visible) that herald made before.
