@@ -85,6 +85,13 @@ var pgMigrations = []string{
 
 	// v2: the provider that took a recipient's last attempt (the fallback's after a switch).
 	`ALTER TABLE herald_recipients ADD COLUMN provider text NOT NULL DEFAULT '';`,
+
+	// v3: no index of in-flight rows by run. The planner took it for a run's hand-offs
+	// and outcomes instead of the primary key, reading every in-flight row of the run
+	// (and every dead version of one) for each recipient written; and each hand-off and
+	// claim paid one more index entry. The few queries that look for a run's in-flight
+	// rows name the campaign and the state, which the queue index serves.
+	`DROP INDEX IF EXISTS herald_recipients_inflight;`,
 }
 
 // PGSchemaVersion is the PostgreSQL schema version this package writes.
@@ -450,13 +457,13 @@ func (s *pgStore) Settle(ctx context.Context, campaign string) (Settled, error) 
 				return err
 			}
 			tag, err = tx.Exec(ctx, `UPDATE herald_recipients SET state = `+tSettleClaimed.to()+`, run_id = NULL, updated_at = $1
-				WHERE run_id = $2 AND state IN `+tSettleClaimed.fromSQL(), now, id)
+				WHERE campaign = $3 AND state IN `+tSettleClaimed.fromSQL()+` AND run_id = $2`, now, id, campaign)
 			if err != nil {
 				return err
 			}
 			st.Released += int(tag.RowsAffected())
 			tag, err = tx.Exec(ctx, `UPDATE herald_recipients SET state = `+tSettleSending.to()+`, updated_at = $1
-				WHERE run_id = $2 AND state IN `+tSettleSending.fromSQL(), now, id)
+				WHERE campaign = $3 AND state IN `+tSettleSending.fromSQL()+` AND run_id = $2`, now, id, campaign)
 			if err != nil {
 				return err
 			}
@@ -1039,53 +1046,163 @@ func (r *pgRun) Claim(ctx context.Context, n int) ([]Item, error) {
 	return out, nil
 }
 
+// pgValueOutcomes are the outcomes that carry the provider's answer; one statement of
+// a group commit writes all of them, each row checked against its own transition.
+var pgValueOutcomes = []Transition{tSent, tDeferred, tUnknown, tFailed}
+
+// pgHandoffSQL makes the batch's hand-offs: $4 holds their keys; the keys returned are
+// the ones made (the others are refused). Rows are found by primary key (see fromTest).
+var pgHandoffSQL = `UPDATE herald_recipients SET state = ` + tHandoff.to() + `, attempts = attempts + 1,
+	first_attempt = coalesce(first_attempt, $1), last_attempt = $1, updated_at = $1
+	WHERE campaign = $2 AND key = ANY($4::text[]) AND run_id = $3 AND ` + tHandoff.fromTest("state") + `
+	RETURNING key`
+
+// pgOutcomesSQL records the batch's outcomes with the provider's answer, one array per
+// column; the keys returned are the ones recorded. Each row is checked against its own
+// transition's From states.
+var pgOutcomesSQL = func() string {
+	var to, from strings.Builder
+	for _, t := range pgValueOutcomes {
+		fmt.Fprintf(&to, " WHEN %s THEN %s", t.to(), t.to())
+		fmt.Fprintf(&from, " WHEN %s THEN %s", t.to(), t.fromTest("x.state"))
+	}
+	return `UPDATE herald_recipients x SET state = CASE u.st` + to.String() + ` END,
+	provider_id = u.pid, code = u.code, enhanced = u.enh, reason = u.reason, next_attempt = u.next, updated_at = $1,
+	provider = coalesce(nullif(u.prov, ''), x.provider)
+	FROM unnest($4::text[], $5::text[], $6::text[], $7::int[], $8::text[], $9::text[], $10::bigint[], $11::text[])
+		AS u(k, st, pid, code, enh, reason, next, prov)
+	WHERE x.campaign = $2 AND x.key = ANY($4::text[]) AND x.key = u.k AND x.run_id = $3
+	AND CASE u.st` + from.String() + ` ELSE false END
+	RETURNING x.key`
+}()
+
+// pgGiveBackSQL releases (t = tRelease) or holds (tHold) the claims of keys $4: the
+// attempt never reached the provider, so it does not count; a hold keeps the row the
+// run's (claimed) until the run ends.
+func pgGiveBackSQL(t Transition) string {
+	owner := "NULL"
+	if t.Name == tHold.Name {
+		owner = "run_id"
+	}
+	return `UPDATE herald_recipients SET state = ` + t.to() + `, run_id = ` + owner + `,
+		attempts = CASE WHEN state = 'sending' THEN greatest(attempts - 1, 0) ELSE attempts END,
+		first_attempt = CASE WHEN state = 'sending' AND attempts <= 1 THEN NULL ELSE first_attempt END,
+		updated_at = $1 WHERE campaign = $2 AND key = ANY($4::text[]) AND run_id = $3 AND ` + t.fromTest("state")
+}
+
+// pgReopenSQL reopens one failure of this run.
+var pgReopenSQL = `UPDATE herald_recipients SET state = ` + tReopen.to() + `, run_id = NULL, code = 0, enhanced = '', reason = '',
+	updated_at = $1 WHERE campaign = $2 AND key = $4 AND run_id = $3 AND ` + tReopen.fromTest("state")
+
+// pgSegments splits ops where a key comes again, so that within a segment each key is
+// written once and the statements of a segment may write its keys in any order; the
+// segments run in order.
+func pgSegments(ops []op) [][]int {
+	var segs [][]int
+	var cur []int
+	seen := make(map[string]bool, len(ops))
+	for i, o := range ops {
+		if seen[o.key] {
+			segs = append(segs, cur)
+			cur = nil
+			clear(seen)
+		}
+		seen[o.key] = true
+		cur = append(cur, i)
+	}
+	if len(cur) > 0 {
+		segs = append(segs, cur)
+	}
+	return segs
+}
+
 // apply writes a batch of hand-offs and outcomes in one transaction: one pipelined
 // batch, which PostgreSQL runs as one implicit transaction (all of it commits, or none),
-// so that a group commit costs one round trip and one WAL flush.
+// so that a group commit costs one round trip and one WAL flush. The hand-offs are one
+// statement, the outcomes with an answer another, whatever the batch's size.
 func (r *pgRun) apply(ctx context.Context, ops []op, results []error) error {
 	ctx, cancel := context.WithTimeout(ctx, pgStatementTimeout)
 	defer cancel()
 	now := r.s.now()
 	ms := now.UnixMilli()
 	b := &pgx.Batch{}
-	kinds := make([]Transition, len(ops))
-	for i, o := range ops {
-		if !o.isOut {
-			kinds[i] = tHandoff
-			b.Queue(`UPDATE herald_recipients SET state = `+tHandoff.to()+`, attempts = attempts + 1,
-				first_attempt = coalesce(first_attempt, $1), last_attempt = $1, updated_at = $1
-				WHERE campaign = $2 AND key = $3 AND run_id = $4 AND state IN `+tHandoff.fromSQL(), ms, r.campaign, o.key, r.id)
-			continue
+	// made[i] is set for the hand-offs and answers written, by the keys returned.
+	made := make([]bool, len(ops))
+	segs := pgSegments(ops)
+	for _, seg := range segs {
+		at := make(map[string]int, len(seg))
+		for _, i := range seg {
+			at[ops[i].key] = i
 		}
-		oc := o.outcome
-		t, ok := outcomeTransition(oc)
-		if !ok {
-			results[i] = fmt.Errorf("journal: campaign %q: outcome of %s has invalid state %q", r.campaign, oc.Key, oc.State)
-			continue
-		}
-		kinds[i] = t
-		if t.Name == tReopen.Name {
-			b.Queue(`UPDATE herald_recipients SET state = `+t.to()+`, run_id = NULL, code = 0, enhanced = '', reason = '',
-				updated_at = $1 WHERE campaign = $2 AND key = $3 AND run_id = $4 AND state IN `+t.fromSQL(), ms, r.campaign, oc.Key, r.id)
-			b.Queue(`DELETE FROM herald_suppressions WHERE key = $1 AND source = $2`, oc.Key, "bounce:"+r.campaign)
-			continue
-		} else if t.Name == tRelease.Name || t.Name == tHold.Name {
-			// The attempt never reached the provider: it does not count. A hold keeps
-			// the row the run's (claimed) until the run ends.
-			owner := "NULL"
-			if t.Name == tHold.Name {
-				owner = "run_id"
+		collect := func(rows pgx.Rows) error {
+			for rows.Next() {
+				var k string
+				if err := rows.Scan(&k); err != nil {
+					return err
+				}
+				if i, ok := at[k]; ok {
+					made[i] = true
+				}
 			}
-			b.Queue(`UPDATE herald_recipients SET state = `+t.to()+`, run_id = `+owner+`,
-				attempts = CASE WHEN state = 'sending' THEN greatest(attempts - 1, 0) ELSE attempts END,
-				first_attempt = CASE WHEN state = 'sending' AND attempts <= 1 THEN NULL ELSE first_attempt END,
-				updated_at = $1 WHERE campaign = $2 AND key = $3 AND run_id = $4 AND state IN `+t.fromSQL(), ms, r.campaign, oc.Key, r.id)
-		} else {
-			b.Queue(`UPDATE herald_recipients SET state = `+t.to()+`, provider_id = $1, code = $2, enhanced = $3,
-				reason = $4, next_attempt = $5, updated_at = $6, provider = coalesce(nullif($10, ''), provider) WHERE campaign = $7 AND key = $8 AND run_id = $9 AND state IN `+t.fromSQL(),
-				oc.ProviderID, oc.Code, oc.Enhanced, truncate(oc.Reason, maxReason), millis(oc.NextAttempt), ms, r.campaign, oc.Key, r.id, oc.Provider)
+			return rows.Err()
 		}
-		if oc.Suppress {
+		var handoffs, released, held []string
+		var keys, states, pids, enhs, reasons, provs []string
+		var codes []int32
+		var nexts []*int64
+		for _, i := range seg {
+			o := ops[i]
+			if !o.isOut {
+				handoffs = append(handoffs, o.key)
+				continue
+			}
+			oc := o.outcome
+			t, ok := outcomeTransition(oc)
+			if !ok {
+				results[i] = fmt.Errorf("journal: campaign %q: outcome of %s has invalid state %q", r.campaign, oc.Key, oc.State)
+				continue
+			}
+			switch t.Name {
+			case tReopen.Name:
+				b.Queue(pgReopenSQL, ms, r.campaign, r.id, oc.Key)
+				b.Queue(`DELETE FROM herald_suppressions WHERE key = $1 AND source = $2`, oc.Key, "bounce:"+r.campaign)
+			case tRelease.Name:
+				released = append(released, oc.Key)
+			case tHold.Name:
+				held = append(held, oc.Key)
+			default:
+				keys = append(keys, oc.Key)
+				states = append(states, string(t.To))
+				pids = append(pids, oc.ProviderID)
+				codes = append(codes, int32(oc.Code))
+				enhs = append(enhs, oc.Enhanced)
+				reasons = append(reasons, truncate(oc.Reason, maxReason))
+				provs = append(provs, oc.Provider)
+				var next *int64
+				if !oc.NextAttempt.IsZero() {
+					v := oc.NextAttempt.UnixMilli()
+					next = &v
+				}
+				nexts = append(nexts, next)
+			}
+		}
+		if len(handoffs) > 0 {
+			b.Queue(pgHandoffSQL, ms, r.campaign, r.id, handoffs).Query(collect)
+		}
+		if len(keys) > 0 {
+			b.Queue(pgOutcomesSQL, ms, r.campaign, r.id, keys, states, pids, codes, enhs, reasons, nexts, provs).Query(collect)
+		}
+		if len(released) > 0 {
+			b.Queue(pgGiveBackSQL(tRelease), ms, r.campaign, r.id, released)
+		}
+		if len(held) > 0 {
+			b.Queue(pgGiveBackSQL(tHold), ms, r.campaign, r.id, held)
+		}
+		for _, i := range seg {
+			oc := ops[i].outcome
+			if !ops[i].isOut || !oc.Suppress || results[i] != nil {
+				continue
+			}
 			email := oc.Email
 			if email == "" {
 				email = oc.Key
@@ -1095,50 +1212,29 @@ func (r *pgRun) apply(ctx context.Context, ops []op, results []error) error {
 			}
 		}
 	}
-	br := r.s.pool.SendBatch(ctx, b)
-	var refused []int
-	for i, o := range ops {
-		if kinds[i].Name == "" {
-			continue
-		}
-		tag, err := br.Exec()
-		if err != nil {
-			br.Close()
-			return err
-		}
-		n := tag.RowsAffected()
-		if kinds[i].Name == tReopen.Name {
-			if _, err := br.Exec(); err != nil {
-				br.Close()
-				return err
-			}
-			continue
-		}
-		switch {
-		case kinds[i].Name == tHandoff.Name && n != 1:
-			refused = append(refused, i)
-		case o.isOut && n == 0 && kinds[i].Name != tRelease.Name && kinds[i].Name != tHold.Name:
-			results[i] = fmt.Errorf("journal: campaign %q: outcome %s of %s without this run's hand-off", r.campaign, o.outcome.State, o.key)
-		}
-		if o.isOut && o.outcome.Suppress {
-			if _, err := br.Exec(); err != nil {
-				br.Close()
-				return err
-			}
-		}
-	}
-	if err := br.Close(); err != nil {
+	if err := r.s.pool.SendBatch(ctx, b).Close(); err != nil {
 		return err
 	}
 	// Committed. A refused hand-off says what the recipient is now (for the message
 	// only: it is not this run's either way).
-	for _, i := range refused {
-		var st string
-		err := r.s.pool.QueryRow(ctx, `SELECT state FROM herald_recipients WHERE campaign = $1 AND key = $2`, r.campaign, ops[i].key).Scan(&st)
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			st = "no longer claimed"
+	for i, o := range ops {
+		if results[i] != nil || made[i] {
+			continue
 		}
-		results[i] = &StateError{Campaign: r.campaign, Key: ops[i].key, State: State(st)}
+		if !o.isOut {
+			var st string
+			err := r.s.pool.QueryRow(ctx, `SELECT state FROM herald_recipients WHERE campaign = $1 AND key = $2`, r.campaign, o.key).Scan(&st)
+			if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+				st = "no longer claimed"
+			}
+			results[i] = &StateError{Campaign: r.campaign, Key: o.key, State: State(st)}
+			continue
+		}
+		switch t, _ := outcomeTransition(o.outcome); t.Name {
+		case tReopen.Name, tRelease.Name, tHold.Name:
+		default:
+			results[i] = fmt.Errorf("journal: campaign %q: outcome %s of %s without this run's hand-off", r.campaign, o.outcome.State, o.key)
+		}
 	}
 	return nil
 }
@@ -1151,7 +1247,7 @@ func (r *pgRun) End(ctx context.Context, summary []byte) error {
 		err := r.w.close()
 		now := r.s.now().UnixMilli()
 		if _, rerr := r.s.pool.Exec(ctx, `UPDATE herald_recipients SET state = `+tRelease.to()+`, run_id = NULL, updated_at = $1
-			WHERE run_id = $2 AND state = 'claimed'`, now, r.id); rerr != nil && err == nil {
+			WHERE campaign = $3 AND state = 'claimed' AND run_id = $2`, now, r.id, r.campaign); rerr != nil && err == nil {
 			err = r.errorf("release claims", rerr)
 		}
 		if _, rerr := r.s.pool.Exec(ctx, `UPDATE herald_runs SET ended = $1, summary = $2 WHERE id = $3 AND ended IS NULL`, now, summary, r.id); rerr != nil && err == nil {
