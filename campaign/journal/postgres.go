@@ -951,7 +951,10 @@ func (r *pgRun) Load(ctx context.Context, info *ListInfo, feed func(add func(Ite
 				return nil
 			}
 			// Rows already there are refreshed only while they wait (pending or
-			// deferred), and new rows are inserted with DO NOTHING. An upsert (ON
+			// deferred) and only when the list changed them: a run that joins others
+			// with the same list locks none of the rows they are claiming (a claim
+			// skips locked rows, and would find nothing to do while the load lasts).
+			// New rows are inserted with DO NOTHING. An upsert (ON
 			// CONFLICT DO UPDATE … WHERE) would lock every row of the list, sent and
 			// in flight ones too, in list order for the whole load, while settlement
 			// and a run's batched outcomes lock in flight rows in their own order: a
@@ -959,7 +962,8 @@ func (r *pgRun) Load(ctx context.Context, info *ListInfo, feed func(add func(Ite
 			// skips locked rows, so no writer holding rows waits for the load.
 			tag, err := tx.Exec(ctx, `UPDATE herald_recipients x SET email = u.e, line = u.l, fields = u.f
 				FROM unnest($2::text[], $3::text[], $4::int[], $5::text[]) AS u(k, e, l, f)
-				WHERE x.campaign = $1 AND x.key = u.k AND x.state IN `+tClaim.fromSQL(), r.campaign, keys, emails, lines, fields)
+				WHERE x.campaign = $1 AND x.key = u.k AND x.state IN `+tClaim.fromSQL()+`
+				AND (x.email, x.line, x.fields) IS DISTINCT FROM (u.e, u.l, u.f)`, r.campaign, keys, emails, lines, fields)
 			if err != nil {
 				return err
 			}

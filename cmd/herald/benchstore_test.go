@@ -60,7 +60,8 @@ func startSMTPSink(t *testing.T) sinkAddr {
 // HERALD_BENCH_BASE names another herald binary (a build of main) run in turn with this
 // one, A B A B; HERALD_BENCH_ROUNDS (default 2) how many rounds; HERALD_BENCH_WORKERS
 // the worker counts of the one-host case (default "4 8"); HERALD_BENCH_PART "one" or
-// "hosts" runs one part only; HERALD_BENCH_FSYNC=off runs the cluster without fsync.
+// "hosts" runs one part only; HERALD_BENCH_FSYNC=off runs the cluster without fsync;
+// HERALD_BENCH_STATEMENTS=1 lists the statements PostgreSQL spent most time on.
 // Lines starting with "RESULT" are what .ci/bench-stores.sh prints.
 func TestBenchStores(t *testing.T) {
 	if os.Getenv("HERALD_BENCH_STORE") == "" {
@@ -120,6 +121,12 @@ func TestBenchStores(t *testing.T) {
 							o.Env = []string{"PGPASSWORD=" + pw}
 						}
 						c := newCrashCampaign(t, n, sink, o)
+						statements := kind == "postgres" && os.Getenv("HERALD_BENCH_STATEMENTS") != ""
+						if statements {
+							if err := cl.ResetStatements(); err != nil {
+								t.Fatal(err)
+							}
+						}
 						pg0 := cl.CPU()
 						ch := c.startSend()
 						r := ch.wait(t, 300*time.Second)
@@ -132,6 +139,19 @@ func TestBenchStores(t *testing.T) {
 						t.Logf("one host, %d workers, %s, %-8s: %d sent, %5.0f msg/s in the send phase (%s in all); CPU per message: herald %3.0f µs, PostgreSQL %3.0f µs",
 							workers, v.name, kind, s.Sent, rate[kind], r.elapsed.Round(time.Millisecond),
 							float64(cpu.Microseconds())/float64(n), float64((cl.CPU()-pg0).Microseconds())/float64(n))
+						if statements {
+							top, err := cl.TopStatements(6)
+							if err != nil {
+								t.Fatal(err)
+							}
+							for _, st := range top {
+								q := strings.Join(strings.Fields(st.Query), " ")
+								if len(q) > 110 {
+									q = q[:110] + "…"
+								}
+								t.Logf("    %6d calls, %6.0f ms (%5.1f µs per message), %5.1f rows each: %s", st.Calls, st.TotalMS, st.TotalMS*1000/float64(n), st.RowsPer, q)
+							}
+						}
 					}
 					ratios[v.name] = append(ratios[v.name], rate["postgres"]/rate["sqlite"])
 				}

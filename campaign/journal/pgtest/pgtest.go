@@ -277,6 +277,9 @@ func start(dir string, fsync bool) (*Cluster, error) {
 	conf := fmt.Sprintf("\nlisten_addresses = '127.0.0.1'\nport = %d\nunix_socket_directories = '%s'\nmax_connections = 200\n", c.Port, dir)
 	if !fsync {
 		conf += "fsync = off\n"
+	} else {
+		// Benchmarks read what the server spent its time on.
+		conf += "shared_preload_libraries = 'pg_stat_statements'\n"
 	}
 	f, err := os.OpenFile(filepath.Join(data, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
@@ -361,4 +364,47 @@ func (c *Cluster) FsyncLatency(n int) time.Duration {
 	}
 	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
 	return d[len(d)/2]
+}
+
+// Statement is one line of TopStatements.
+type Statement struct {
+	Calls            int64
+	TotalMS, RowsPer float64
+	Query            string
+}
+
+// ResetStatements clears the server's statement statistics (a durable cluster's only).
+func (c *Cluster) ResetStatements() error {
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, c.AdminURL())
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `CREATE EXTENSION IF NOT EXISTS pg_stat_statements`); err != nil {
+		return err
+	}
+	_, err = conn.Exec(ctx, `SELECT pg_stat_statements_reset()`)
+	return err
+}
+
+// TopStatements returns the n statements the server spent most time executing since
+// ResetStatements.
+func (c *Cluster) TopStatements(n int) ([]Statement, error) {
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, c.AdminURL())
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `SELECT calls, total_exec_time, rows::float8 / greatest(calls, 1), query
+		FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT $1`, n)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Statement, error) {
+		var st Statement
+		err := r.Scan(&st.Calls, &st.TotalMS, &st.RowsPer, &st.Query)
+		return st, err
+	})
 }
