@@ -149,7 +149,8 @@ func TestBenchStores(t *testing.T) {
 								if len(q) > 110 {
 									q = q[:110] + "…"
 								}
-								t.Logf("    %6d calls, %6.0f ms (%5.1f µs per message), %5.1f rows each: %s", st.Calls, st.TotalMS, st.TotalMS*1000/float64(n), st.RowsPer, q)
+								t.Logf("    %6d calls, %6.0f ms (%5.1f µs per message, %2.0f%% planning), %5.1f rows each: %s",
+									st.Calls, st.TotalMS, st.TotalMS*1000/float64(n), 100*st.PlanMS/max(st.TotalMS, 1e-9), st.RowsPer, q)
 							}
 						}
 					}

@@ -279,7 +279,7 @@ func start(dir string, fsync bool) (*Cluster, error) {
 		conf += "fsync = off\n"
 	} else {
 		// Benchmarks read what the server spent its time on.
-		conf += "shared_preload_libraries = 'pg_stat_statements'\n"
+		conf += "shared_preload_libraries = 'pg_stat_statements'\npg_stat_statements.track_planning = on\n"
 	}
 	f, err := os.OpenFile(filepath.Join(data, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
@@ -368,9 +368,10 @@ func (c *Cluster) FsyncLatency(n int) time.Duration {
 
 // Statement is one line of TopStatements.
 type Statement struct {
-	Calls            int64
-	TotalMS, RowsPer float64
-	Query            string
+	Calls int64
+	// TotalMS is the time spent executing and planning, PlanMS the part planning.
+	TotalMS, PlanMS, RowsPer float64
+	Query                    string
 }
 
 // ResetStatements clears the server's statement statistics (a durable cluster's only).
@@ -388,7 +389,7 @@ func (c *Cluster) ResetStatements() error {
 	return err
 }
 
-// TopStatements returns the n statements the server spent most time executing since
+// TopStatements returns the n statements the server spent most time planning and executing since
 // ResetStatements.
 func (c *Cluster) TopStatements(n int) ([]Statement, error) {
 	ctx := context.Background()
@@ -397,14 +398,14 @@ func (c *Cluster) TopStatements(n int) ([]Statement, error) {
 		return nil, err
 	}
 	defer conn.Close(ctx)
-	rows, err := conn.Query(ctx, `SELECT calls, total_exec_time, rows::float8 / greatest(calls, 1), query
-		FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT $1`, n)
+	rows, err := conn.Query(ctx, `SELECT calls, total_exec_time + total_plan_time, total_plan_time, rows::float8 / greatest(calls, 1), query
+		FROM pg_stat_statements ORDER BY total_exec_time + total_plan_time DESC LIMIT $1`, n)
 	if err != nil {
 		return nil, err
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Statement, error) {
 		var st Statement
-		err := r.Scan(&st.Calls, &st.TotalMS, &st.RowsPer, &st.Query)
+		err := r.Scan(&st.Calls, &st.TotalMS, &st.PlanMS, &st.RowsPer, &st.Query)
 		return st, err
 	})
 }
