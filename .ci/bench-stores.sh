@@ -45,14 +45,15 @@ grep -v '^=== ' "$work/out" | grep 'benchstore_test' | sed 's/^ *benchstore_test
 # The figures, as "herald X/s, yardstick Y/s, ratio Z".
 python3 - "$work/out" <<'PY'
 import re, sys, statistics
-one, hosts = {}, {}
+one, hosts, phases = {}, {}, {}
 for line in open(sys.argv[1]):
     m = re.search(r"one host, (\d+) workers, (\w+), (sqlite|postgres)\s*: \d+ sent,\s+(\d+) msg/s", line)
     if m:
         one.setdefault((m[2], m[1], m[3]), []).append(float(m[4]))
-    m = re.search(r"(\w+): (\d) host\(s\) x 4 workers.* = (\d+) msg/s", line)
+    m = re.search(r"(\w+): (\d) host\(s\) x 4 workers.* = (\d+) msg/s, (\d+) msg/s in the send phases", line)
     if m:
         hosts.setdefault((m[1], m[2]), []).append(float(m[3]))
+        phases.setdefault((m[1], m[2]), []).append(float(m[4]))
 for (v, w, kind) in sorted(one):
     if kind != "postgres":
         continue
@@ -64,5 +65,6 @@ for (v, n) in sorted(hosts):
         continue
     h, one_h = hosts[(v, n)], hosts[(v, "1")]
     print(f"{v}, {n} hosts x 4 workers, 20 ms relay: herald {statistics.median(h):.0f}/s, "
-          f"yardstick one host {statistics.median(one_h):.0f}/s, ratio {statistics.median([a / b for a, b in zip(h, one_h)]):.2f} (linear: {n})")
+          f"yardstick one host {statistics.median(one_h):.0f}/s, ratio {statistics.median([a / b for a, b in zip(h, one_h)]):.2f} (linear: {n}); "
+          f"send phases only: ratio {statistics.median([a / b for a, b in zip(phases[(v, n)], phases[(v, '1')])]):.2f}")
 PY
