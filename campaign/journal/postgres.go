@@ -1050,6 +1050,20 @@ func (r *pgRun) Claim(ctx context.Context, n int) ([]Item, error) {
 	return out, nil
 }
 
+// pgHandoffSQL makes one hand-off ($1 now, $2 campaign, $3 key, $4 run).
+var pgHandoffSQL = `UPDATE herald_recipients SET state = ` + tHandoff.to() + `, attempts = attempts + 1,
+	first_attempt = coalesce(first_attempt, $1), last_attempt = $1, updated_at = $1
+	WHERE campaign = $2 AND key = $3 AND run_id = $4 AND ` + tHandoff.fromTest("state")
+
+// pgOutcomeSQL records one outcome with the provider's answer by transition t ($1
+// provider id, $2 code, $3 enhanced, $4 reason, $5 next attempt, $6 now, $7 campaign,
+// $8 key, $9 run, $10 provider).
+func pgOutcomeSQL(t Transition) string {
+	return `UPDATE herald_recipients SET state = ` + t.to() + `, provider_id = $1, code = $2, enhanced = $3,
+		reason = $4, next_attempt = $5, updated_at = $6, provider = coalesce(nullif($10, ''), provider)
+		WHERE campaign = $7 AND key = $8 AND run_id = $9 AND ` + t.fromTest("state")
+}
+
 // apply writes a batch of hand-offs and outcomes in one transaction: one pipelined
 // batch, which PostgreSQL runs as one implicit transaction (all of it commits, or none),
 // so that a group commit costs one round trip and one WAL flush. Each row is written by
@@ -1066,9 +1080,7 @@ func (r *pgRun) apply(ctx context.Context, ops []op, results []error) error {
 	for i, o := range ops {
 		if !o.isOut {
 			kinds[i] = tHandoff
-			b.Queue(`UPDATE herald_recipients SET state = `+tHandoff.to()+`, attempts = attempts + 1,
-				first_attempt = coalesce(first_attempt, $1), last_attempt = $1, updated_at = $1
-				WHERE campaign = $2 AND key = $3 AND run_id = $4 AND `+tHandoff.fromTest("state"), ms, r.campaign, o.key, r.id)
+			b.Queue(pgHandoffSQL, ms, r.campaign, o.key, r.id)
 			continue
 		}
 		oc := o.outcome
@@ -1095,8 +1107,7 @@ func (r *pgRun) apply(ctx context.Context, ops []op, results []error) error {
 				first_attempt = CASE WHEN state = 'sending' AND attempts <= 1 THEN NULL ELSE first_attempt END,
 				updated_at = $1 WHERE campaign = $2 AND key = $3 AND run_id = $4 AND `+t.fromTest("state"), ms, r.campaign, oc.Key, r.id)
 		} else {
-			b.Queue(`UPDATE herald_recipients SET state = `+t.to()+`, provider_id = $1, code = $2, enhanced = $3,
-				reason = $4, next_attempt = $5, updated_at = $6, provider = coalesce(nullif($10, ''), provider) WHERE campaign = $7 AND key = $8 AND run_id = $9 AND `+t.fromTest("state"),
+			b.Queue(pgOutcomeSQL(t),
 				oc.ProviderID, oc.Code, oc.Enhanced, truncate(oc.Reason, maxReason), millis(oc.NextAttempt), ms, r.campaign, oc.Key, r.id, oc.Provider)
 		}
 		if oc.Suppress {
