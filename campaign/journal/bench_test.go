@@ -6,16 +6,29 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/heraldmail/herald/campaign/journal"
 	"github.com/heraldmail/herald/campaign/journal/journaltest"
+	"github.com/heraldmail/herald/campaign/journal/pgtest"
 )
 
 // BenchmarkWriter: 8 workers hand b.N claimed recipients over and record them sent,
 // on an SQLite store, with the run's group commits.
 func BenchmarkWriter(b *testing.B) {
+	benchWriter(b, filepath.Join(b.TempDir(), "herald.db"), nil)
+}
+
+// BenchmarkWriterPostgres is BenchmarkWriter on a PostgreSQL store with fsync on; it
+// also reports the server's processor time per message.
+func BenchmarkWriterPostgres(b *testing.B) {
+	cl := pgtest.SharedDurable(b)
+	benchWriter(b, cl.NewDatabase(b), cl)
+}
+
+func benchWriter(b *testing.B, location string, cl *pgtest.Cluster) {
 	ctx := context.Background()
-	s, err := journal.Open(ctx, filepath.Join(b.TempDir(), "herald.db"), journal.Options{})
+	s, err := journal.Open(ctx, location, journal.Options{Conns: 12})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -35,6 +48,11 @@ func BenchmarkWriter(b *testing.B) {
 		keys <- it.Key
 	}
 	close(keys)
+	b.ReportAllocs()
+	var cpu0 time.Duration
+	if cl != nil {
+		cpu0 = cl.CPU()
+	}
 	b.ResetTimer()
 	var wg sync.WaitGroup
 	for range 8 {
@@ -53,5 +71,9 @@ func BenchmarkWriter(b *testing.B) {
 	wg.Wait()
 	if err := r.Flush(ctx); err != nil {
 		b.Fatal(err)
+	}
+	b.StopTimer()
+	if cl != nil {
+		b.ReportMetric(float64((cl.CPU()-cpu0).Microseconds())/float64(b.N), "server-µs/op")
 	}
 }

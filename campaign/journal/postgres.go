@@ -85,6 +85,13 @@ var pgMigrations = []string{
 
 	// v2: the provider that took a recipient's last attempt (the fallback's after a switch).
 	`ALTER TABLE herald_recipients ADD COLUMN provider text NOT NULL DEFAULT '';`,
+
+	// v3: no index of in-flight rows by run. The planner took it for a run's hand-offs
+	// and outcomes instead of the primary key, reading every in-flight row of the run
+	// (and every dead version of one) for each recipient written; and each hand-off and
+	// claim paid one more index entry. The few queries that look for a run's in-flight
+	// rows name the campaign and the state, which the queue index serves.
+	`DROP INDEX IF EXISTS herald_recipients_inflight;`,
 }
 
 // PGSchemaVersion is the PostgreSQL schema version this package writes.
@@ -450,13 +457,13 @@ func (s *pgStore) Settle(ctx context.Context, campaign string) (Settled, error) 
 				return err
 			}
 			tag, err = tx.Exec(ctx, `UPDATE herald_recipients SET state = `+tSettleClaimed.to()+`, run_id = NULL, updated_at = $1
-				WHERE run_id = $2 AND state IN `+tSettleClaimed.fromSQL(), now, id)
+				WHERE campaign = $3 AND state IN `+tSettleClaimed.fromSQL()+` AND run_id = $2`, now, id, campaign)
 			if err != nil {
 				return err
 			}
 			st.Released += int(tag.RowsAffected())
 			tag, err = tx.Exec(ctx, `UPDATE herald_recipients SET state = `+tSettleSending.to()+`, updated_at = $1
-				WHERE run_id = $2 AND state IN `+tSettleSending.fromSQL(), now, id)
+				WHERE campaign = $3 AND state IN `+tSettleSending.fromSQL()+` AND run_id = $2`, now, id, campaign)
 			if err != nil {
 				return err
 			}
@@ -944,7 +951,10 @@ func (r *pgRun) Load(ctx context.Context, info *ListInfo, feed func(add func(Ite
 				return nil
 			}
 			// Rows already there are refreshed only while they wait (pending or
-			// deferred), and new rows are inserted with DO NOTHING. An upsert (ON
+			// deferred) and only when the list changed them: a run that joins others
+			// with the same list locks none of the rows they are claiming (a claim
+			// skips locked rows, and would find nothing to do while the load lasts).
+			// New rows are inserted with DO NOTHING. An upsert (ON
 			// CONFLICT DO UPDATE … WHERE) would lock every row of the list, sent and
 			// in flight ones too, in list order for the whole load, while settlement
 			// and a run's batched outcomes lock in flight rows in their own order: a
@@ -952,7 +962,8 @@ func (r *pgRun) Load(ctx context.Context, info *ListInfo, feed func(add func(Ite
 			// skips locked rows, so no writer holding rows waits for the load.
 			tag, err := tx.Exec(ctx, `UPDATE herald_recipients x SET email = u.e, line = u.l, fields = u.f
 				FROM unnest($2::text[], $3::text[], $4::int[], $5::text[]) AS u(k, e, l, f)
-				WHERE x.campaign = $1 AND x.key = u.k AND x.state IN `+tClaim.fromSQL(), r.campaign, keys, emails, lines, fields)
+				WHERE x.campaign = $1 AND x.key = u.k AND x.state IN `+tClaim.fromSQL()+`
+				AND (x.email, x.line, x.fields) IS DISTINCT FROM (u.e, u.l, u.f)`, r.campaign, keys, emails, lines, fields)
 			if err != nil {
 				return err
 			}
@@ -1039,9 +1050,26 @@ func (r *pgRun) Claim(ctx context.Context, n int) ([]Item, error) {
 	return out, nil
 }
 
+// pgHandoffSQL makes one hand-off ($1 now, $2 campaign, $3 key, $4 run).
+var pgHandoffSQL = `UPDATE herald_recipients SET state = ` + tHandoff.to() + `, attempts = attempts + 1,
+	first_attempt = coalesce(first_attempt, $1), last_attempt = $1, updated_at = $1
+	WHERE campaign = $2 AND key = $3 AND run_id = $4 AND ` + tHandoff.fromTest("state")
+
+// pgOutcomeSQL records one outcome with the provider's answer by transition t ($1
+// provider id, $2 code, $3 enhanced, $4 reason, $5 next attempt, $6 now, $7 campaign,
+// $8 key, $9 run, $10 provider).
+func pgOutcomeSQL(t Transition) string {
+	return `UPDATE herald_recipients SET state = ` + t.to() + `, provider_id = $1, code = $2, enhanced = $3,
+		reason = $4, next_attempt = $5, updated_at = $6, provider = coalesce(nullif($10, ''), provider)
+		WHERE campaign = $7 AND key = $8 AND run_id = $9 AND ` + t.fromTest("state")
+}
+
 // apply writes a batch of hand-offs and outcomes in one transaction: one pipelined
 // batch, which PostgreSQL runs as one implicit transaction (all of it commits, or none),
-// so that a group commit costs one round trip and one WAL flush.
+// so that a group commit costs one round trip and one WAL flush. Each row is written by
+// a statement of its own, found by primary key (see fromTest): one statement per kind
+// for the whole batch (UPDATE … FROM unnest) was measured slower, its plan made anew at
+// every execution, or, forced generic, reading the queue index.
 func (r *pgRun) apply(ctx context.Context, ops []op, results []error) error {
 	ctx, cancel := context.WithTimeout(ctx, pgStatementTimeout)
 	defer cancel()
@@ -1052,9 +1080,7 @@ func (r *pgRun) apply(ctx context.Context, ops []op, results []error) error {
 	for i, o := range ops {
 		if !o.isOut {
 			kinds[i] = tHandoff
-			b.Queue(`UPDATE herald_recipients SET state = `+tHandoff.to()+`, attempts = attempts + 1,
-				first_attempt = coalesce(first_attempt, $1), last_attempt = $1, updated_at = $1
-				WHERE campaign = $2 AND key = $3 AND run_id = $4 AND state IN `+tHandoff.fromSQL(), ms, r.campaign, o.key, r.id)
+			b.Queue(pgHandoffSQL, ms, r.campaign, o.key, r.id)
 			continue
 		}
 		oc := o.outcome
@@ -1066,7 +1092,7 @@ func (r *pgRun) apply(ctx context.Context, ops []op, results []error) error {
 		kinds[i] = t
 		if t.Name == tReopen.Name {
 			b.Queue(`UPDATE herald_recipients SET state = `+t.to()+`, run_id = NULL, code = 0, enhanced = '', reason = '',
-				updated_at = $1 WHERE campaign = $2 AND key = $3 AND run_id = $4 AND state IN `+t.fromSQL(), ms, r.campaign, oc.Key, r.id)
+				updated_at = $1 WHERE campaign = $2 AND key = $3 AND run_id = $4 AND `+t.fromTest("state"), ms, r.campaign, oc.Key, r.id)
 			b.Queue(`DELETE FROM herald_suppressions WHERE key = $1 AND source = $2`, oc.Key, "bounce:"+r.campaign)
 			continue
 		} else if t.Name == tRelease.Name || t.Name == tHold.Name {
@@ -1079,10 +1105,9 @@ func (r *pgRun) apply(ctx context.Context, ops []op, results []error) error {
 			b.Queue(`UPDATE herald_recipients SET state = `+t.to()+`, run_id = `+owner+`,
 				attempts = CASE WHEN state = 'sending' THEN greatest(attempts - 1, 0) ELSE attempts END,
 				first_attempt = CASE WHEN state = 'sending' AND attempts <= 1 THEN NULL ELSE first_attempt END,
-				updated_at = $1 WHERE campaign = $2 AND key = $3 AND run_id = $4 AND state IN `+t.fromSQL(), ms, r.campaign, oc.Key, r.id)
+				updated_at = $1 WHERE campaign = $2 AND key = $3 AND run_id = $4 AND `+t.fromTest("state"), ms, r.campaign, oc.Key, r.id)
 		} else {
-			b.Queue(`UPDATE herald_recipients SET state = `+t.to()+`, provider_id = $1, code = $2, enhanced = $3,
-				reason = $4, next_attempt = $5, updated_at = $6, provider = coalesce(nullif($10, ''), provider) WHERE campaign = $7 AND key = $8 AND run_id = $9 AND state IN `+t.fromSQL(),
+			b.Queue(pgOutcomeSQL(t),
 				oc.ProviderID, oc.Code, oc.Enhanced, truncate(oc.Reason, maxReason), millis(oc.NextAttempt), ms, r.campaign, oc.Key, r.id, oc.Provider)
 		}
 		if oc.Suppress {
@@ -1151,7 +1176,7 @@ func (r *pgRun) End(ctx context.Context, summary []byte) error {
 		err := r.w.close()
 		now := r.s.now().UnixMilli()
 		if _, rerr := r.s.pool.Exec(ctx, `UPDATE herald_recipients SET state = `+tRelease.to()+`, run_id = NULL, updated_at = $1
-			WHERE run_id = $2 AND state = 'claimed'`, now, r.id); rerr != nil && err == nil {
+			WHERE campaign = $3 AND state = 'claimed' AND run_id = $2`, now, r.id, r.campaign); rerr != nil && err == nil {
 			err = r.errorf("release claims", rerr)
 		}
 		if _, rerr := r.s.pool.Exec(ctx, `UPDATE herald_runs SET ended = $1, summary = $2 WHERE id = $3 AND ended IS NULL`, now, summary, r.id); rerr != nil && err == nil {

@@ -304,6 +304,10 @@ func (s *sqliteStore) BeginRun(ctx context.Context, spec RunSpec) (Run, error) {
 	}
 	ok = true
 	r := &sqliteRun{s: s, id: id, campaign: spec.Campaign, unlock: release, lost: make(chan struct{})}
+	if err := r.prepare(ctx); err != nil {
+		release()
+		return nil, s.errorf(fmt.Sprintf("begin run of %q: prepare", spec.Campaign), err)
+	}
 	r.w = newWriter(spec.Campaign, r.apply)
 	return r, nil
 }
@@ -713,6 +717,81 @@ type sqliteRun struct {
 	lost     chan struct{} // never closed: the file lock cannot be lost
 	endOnce  sync.Once
 	endErr   error
+
+	// stmts are the group commit's statements, prepared once on the write connection:
+	// parsing them again for every row was most of a commit's CPU.
+	stmtMu sync.Mutex
+	stmts  map[string]*sql.Stmt
+}
+
+// sqliteRunSQL returns the statement of a group commit that makes transition t.
+func sqliteRunSQL(t Transition) string {
+	switch t.Name {
+	case tHandoff.Name:
+		return `UPDATE recipients SET state = ` + t.to() + `, attempts = attempts + 1,
+			first_attempt = coalesce(first_attempt, ?1), last_attempt = ?1, updated_at = ?1
+			WHERE campaign = ?2 AND key = ?3 AND run_id = ?4 AND state IN ` + t.fromSQL()
+	case tReopen.Name:
+		return `UPDATE recipients SET state = ` + t.to() + `, run_id = NULL, code = 0, enhanced = '', reason = '',
+			updated_at = ?1 WHERE campaign = ?2 AND key = ?3 AND run_id = ?4 AND state IN ` + t.fromSQL()
+	case tRelease.Name, tHold.Name:
+		// The attempt never reached the provider: it does not count. A hold keeps the
+		// row the run's (claimed) until the run ends.
+		owner := "NULL"
+		if t.Name == tHold.Name {
+			owner = "run_id"
+		}
+		return `UPDATE recipients SET state = ` + t.to() + `, run_id = ` + owner + `,
+			attempts = CASE WHEN state = 'sending' THEN max(attempts - 1, 0) ELSE attempts END,
+			first_attempt = CASE WHEN state = 'sending' AND attempts <= 1 THEN NULL ELSE first_attempt END,
+			updated_at = ?1 WHERE campaign = ?2 AND key = ?3 AND run_id = ?4 AND state IN ` + t.fromSQL()
+	}
+	return `UPDATE recipients SET state = ` + t.to() + `, provider_id = ?5, provider = coalesce(nullif(?6, ''), provider),
+		code = ?7, enhanced = ?8, reason = ?9, next_attempt = ?10, updated_at = ?1
+		WHERE campaign = ?2 AND key = ?3 AND run_id = ?4 AND state IN ` + t.fromSQL()
+}
+
+// sqliteUnsuppressBounce lifts the suppression a reopened failure added.
+const sqliteUnsuppressBounce = `DELETE FROM suppressions WHERE key = ? AND source = ?`
+
+// prepare prepares the group commit's statements on the write connection (outside any
+// transaction: the write connection is the only one).
+func (r *sqliteRun) prepare(ctx context.Context) error {
+	r.stmts = make(map[string]*sql.Stmt)
+	queries := []string{sqliteUnsuppressBounce, sqliteInsertSuppression}
+	for _, t := range []Transition{tHandoff, tSent, tDeferred, tUnknown, tFailed, tRelease, tHold, tReopen} {
+		queries = append(queries, sqliteRunSQL(t))
+	}
+	for _, q := range queries {
+		st, err := r.s.wdb.PrepareContext(ctx, q)
+		if err != nil {
+			r.closeStmts()
+			return err
+		}
+		r.stmts[q] = st
+	}
+	return nil
+}
+
+// exec runs query in tx, as the statement prepared for it when there is one.
+func (r *sqliteRun) exec(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
+	r.stmtMu.Lock()
+	st := r.stmts[query]
+	r.stmtMu.Unlock()
+	if st == nil {
+		return tx.ExecContext(ctx, query, args...)
+	}
+	return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+}
+
+// closeStmts closes the prepared statements (the run ended).
+func (r *sqliteRun) closeStmts() {
+	r.stmtMu.Lock()
+	defer r.stmtMu.Unlock()
+	for _, st := range r.stmts {
+		st.Close()
+	}
+	r.stmts = nil
 }
 
 func (r *sqliteRun) ID() int64                              { return r.id }
@@ -859,9 +938,7 @@ func (r *sqliteRun) apply(ctx context.Context, ops []op, results []error) error 
 	defer tx.Rollback()
 	for i, o := range ops {
 		if !o.isOut {
-			res, err := tx.ExecContext(ctx, `UPDATE recipients SET state = `+tHandoff.to()+`, attempts = attempts + 1,
-				first_attempt = coalesce(first_attempt, ?1), last_attempt = ?1, updated_at = ?1
-				WHERE campaign = ?2 AND key = ?3 AND run_id = ?4 AND state IN `+tHandoff.fromSQL(), ms, r.campaign, o.key, r.id)
+			res, err := r.exec(ctx, tx, sqliteRunSQL(tHandoff), ms, r.campaign, o.key, r.id)
 			if err != nil {
 				return fmt.Errorf("hand-off of %s: %w", o.key, err)
 			}
@@ -882,31 +959,20 @@ func (r *sqliteRun) apply(ctx context.Context, ops []op, results []error) error 
 			continue
 		}
 		var res sql.Result
-		if t.Name == tReopen.Name {
-			if _, err := tx.ExecContext(ctx, `UPDATE recipients SET state = `+t.to()+`, run_id = NULL, code = 0, enhanced = '', reason = '',
-				updated_at = ? WHERE campaign = ? AND key = ? AND run_id = ? AND state IN `+t.fromSQL(), ms, r.campaign, oc.Key, r.id); err != nil {
+		switch t.Name {
+		case tReopen.Name:
+			if _, err := r.exec(ctx, tx, sqliteRunSQL(t), ms, r.campaign, oc.Key, r.id); err != nil {
 				return fmt.Errorf("reopen %s: %w", oc.Key, err)
 			}
-			if _, err := tx.ExecContext(ctx, `DELETE FROM suppressions WHERE key = ? AND source = ?`, oc.Key, "bounce:"+r.campaign); err != nil {
+			if _, err := r.exec(ctx, tx, sqliteUnsuppressBounce, oc.Key, "bounce:"+r.campaign); err != nil {
 				return fmt.Errorf("reopen %s: unsuppress: %w", oc.Key, err)
 			}
 			continue
-		}
-		if t.Name == tRelease.Name || t.Name == tHold.Name {
-			// The attempt never reached the provider: it does not count. A hold keeps
-			// the row the run's (claimed) until the run ends.
-			owner := "NULL"
-			if t.Name == tHold.Name {
-				owner = "run_id"
-			}
-			res, err = tx.ExecContext(ctx, `UPDATE recipients SET state = `+t.to()+`, run_id = `+owner+`,
-				attempts = CASE WHEN state = 'sending' THEN max(attempts - 1, 0) ELSE attempts END,
-				first_attempt = CASE WHEN state = 'sending' AND attempts <= 1 THEN NULL ELSE first_attempt END,
-				updated_at = ?1 WHERE campaign = ?2 AND key = ?3 AND run_id = ?4 AND state IN `+t.fromSQL(), ms, r.campaign, oc.Key, r.id)
-		} else {
-			res, err = tx.ExecContext(ctx, `UPDATE recipients SET state = `+t.to()+`, provider_id = ?, provider = coalesce(nullif(?, ''), provider), code = ?, enhanced = ?,
-				reason = ?, next_attempt = ?, updated_at = ? WHERE campaign = ? AND key = ? AND run_id = ? AND state IN `+t.fromSQL(),
-				oc.ProviderID, oc.Provider, oc.Code, oc.Enhanced, truncate(oc.Reason, maxReason), millis(oc.NextAttempt), ms, r.campaign, oc.Key, r.id)
+		case tRelease.Name, tHold.Name:
+			res, err = r.exec(ctx, tx, sqliteRunSQL(t), ms, r.campaign, oc.Key, r.id)
+		default:
+			res, err = r.exec(ctx, tx, sqliteRunSQL(t), ms, r.campaign, oc.Key, r.id,
+				oc.ProviderID, oc.Provider, oc.Code, oc.Enhanced, truncate(oc.Reason, maxReason), millis(oc.NextAttempt))
 		}
 		if err != nil {
 			return fmt.Errorf("outcome %s of %s: %w", oc.State, oc.Key, err)
@@ -919,8 +985,10 @@ func (r *sqliteRun) apply(ctx context.Context, ops []op, results []error) error 
 			if email == "" {
 				email = oc.Key
 			}
-			if _, err := sqliteSuppress(ctx, tx, Suppression{Email: email, Reason: oc.Reason, Source: "bounce:" + r.campaign}, now); err != nil {
-				return fmt.Errorf("suppress %s: %w", oc.Key, err)
+			if key, em, reason, source, at, ok := suppressionArgs(Suppression{Email: email, Reason: oc.Reason, Source: "bounce:" + r.campaign}, now); ok {
+				if _, err := r.exec(ctx, tx, sqliteInsertSuppression, key, em, reason, source, at); err != nil {
+					return fmt.Errorf("suppress %s: %w", oc.Key, err)
+				}
 			}
 		}
 	}
@@ -930,6 +998,7 @@ func (r *sqliteRun) apply(ctx context.Context, ops []op, results []error) error 
 func (r *sqliteRun) End(ctx context.Context, summary []byte) error {
 	r.endOnce.Do(func() {
 		err := r.w.close()
+		r.closeStmts()
 		now := r.s.now().UnixMilli()
 		ctx := context.WithoutCancel(ctx)
 		if _, rerr := r.s.wdb.ExecContext(ctx, `UPDATE recipients SET state = `+tRelease.to()+`, run_id = NULL, updated_at = ?

@@ -84,5 +84,14 @@ func (t Transition) fromSQL() string {
 	return "(" + strings.Join(q, ", ") + ")"
 }
 
+// fromTest is the test that column col holds one of the transition's From states,
+// written so that PostgreSQL's planner does not take it for an index condition. The
+// statements that change rows by key use it: with statistics taken before the rows were
+// claimed, the planner believes a state such as 'claimed' rare and reads every row in
+// that state through the queue index, instead of the rows by their primary key.
+func (t Transition) fromTest(col string) string {
+	return "(" + col + " IN " + t.fromSQL() + ") IS TRUE"
+}
+
 // to is the target state as an SQL literal.
 func (t Transition) to() string { return "'" + string(t.To) + "'" }

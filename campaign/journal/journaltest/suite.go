@@ -649,6 +649,34 @@ func Run(t *testing.T, e Engine) {
 		}
 	})
 
+	t.Run("JoiningRunDoesNotStarveClaims", func(t *testing.T) {
+		// A run that joins with the same list while another claims: its load must not
+		// hold the rows the other would claim (that one would find nothing and end).
+		loc := e.New(t)
+		a := Begin(t, Open(t, loc, nil), "nov")
+		items := Items("a", 0, 2000)
+		Load(t, a, "h", items)
+		b := Begin(t, Open(t, loc, nil), "nov")
+		claimed := make(chan int, 1)
+		_, err := b.Load(ctx, &journal.ListInfo{Columns: []string{"email", "name"}, TemplateHash: "h", Total: len(items)},
+			func(add func(journal.Item) error) error {
+				for _, it := range items { // two whole chunks: written before the feed ends
+					if err := add(it); err != nil {
+						return err
+					}
+				}
+				got, err := a.Claim(ctx, 5)
+				claimed <- len(got)
+				return err
+			})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := <-claimed; n != 5 {
+			t.Fatalf("a claim during another run's load of the same list took %d recipients, want 5", n)
+		}
+	})
+
 	t.Run("DeadRunSettledByALiveOne", func(t *testing.T) {
 		loc := e.New(t)
 		s := Open(t, loc, nil)

@@ -17,10 +17,14 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -39,6 +43,10 @@ var (
 	shared     *Cluster
 	sharedErr  error
 	dbSeq      atomic.Int64
+
+	durableOnce sync.Once
+	durable     *Cluster
+	durableErr  error
 )
 
 // Main runs the tests of a package and stops the shared cluster afterwards.
@@ -54,6 +62,11 @@ func StopShared() {
 		shared.Stop("fast")
 		os.RemoveAll(shared.Dir)
 		shared = nil
+	}
+	if durable != nil {
+		durable.Stop("fast")
+		os.RemoveAll(durable.Dir)
+		durable = nil
 	}
 }
 
@@ -90,6 +103,25 @@ func URL(t testing.TB) string {
 		t.Fatalf("start PostgreSQL: %v", sharedErr)
 	}
 	return shared.NewDatabase(t)
+}
+
+// SharedDurable returns a cluster with fsync on shared by the test binary (benchmarks
+// that run more than once), stopped by Main.
+func SharedDurable(t testing.TB) *Cluster {
+	t.Helper()
+	require(t)
+	durableOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "herald-pg-")
+		if err != nil {
+			durableErr = err
+			return
+		}
+		durable, durableErr = start(dir, true)
+	})
+	if durableErr != nil {
+		t.Fatalf("start PostgreSQL: %v", durableErr)
+	}
+	return durable
 }
 
 // New starts a cluster of the test's own, stopped at the end of the test. Its fsync is
@@ -245,6 +277,9 @@ func start(dir string, fsync bool) (*Cluster, error) {
 	conf := fmt.Sprintf("\nlisten_addresses = '127.0.0.1'\nport = %d\nunix_socket_directories = '%s'\nmax_connections = 200\n", c.Port, dir)
 	if !fsync {
 		conf += "fsync = off\n"
+	} else {
+		// Benchmarks read what the server spent its time on.
+		conf += "shared_preload_libraries = 'pg_stat_statements'\npg_stat_statements.track_planning = on\n"
 	}
 	f, err := os.OpenFile(filepath.Join(data, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
@@ -256,4 +291,121 @@ func start(dir string, fsync bool) (*Cluster, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// CPU returns the processor time the server has used so far: the postmaster's, its
+// live processes' and those that ended (benchmarks compare it before and after a run).
+// It is zero where /proc cannot be read.
+func (c *Cluster) CPU() time.Duration {
+	b, err := os.ReadFile(filepath.Join(c.Dir, "data", "postmaster.pid"))
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
+	if err != nil {
+		return 0
+	}
+	ticks := func(p string) (ppid int, own, children int64, ok bool) {
+		b, err := os.ReadFile(filepath.Join("/proc", p, "stat"))
+		if err != nil {
+			return 0, 0, 0, false
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			return 0, 0, 0, false
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) < 15 {
+			return 0, 0, 0, false
+		}
+		num := func(k int) int64 { v, _ := strconv.ParseInt(f[k], 10, 64); return v }
+		pp, _ := strconv.Atoi(f[1])
+		// After the command: state, ppid, …, utime (12), stime (13), cutime (14), cstime (15).
+		return pp, num(11) + num(12), num(13) + num(14), true
+	}
+	_, own, children, ok := ticks(strconv.Itoa(pid))
+	if !ok {
+		return 0
+	}
+	total := own + children
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		if e.Name()[0] < '0' || e.Name()[0] > '9' {
+			continue
+		}
+		if pp, o, _, ok := ticks(e.Name()); ok && pp == pid {
+			total += o
+		}
+	}
+	return time.Duration(total) * time.Second / 100 // USER_HZ
+}
+
+// FsyncLatency measures the median time of writing 8 KB and flushing it to disk in the
+// cluster's folder, as a commit's WAL flush does (n rounds).
+func (c *Cluster) FsyncLatency(n int) time.Duration {
+	f, err := os.CreateTemp(c.Dir, "fsync-")
+	if err != nil {
+		return 0
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	buf := make([]byte, 8192)
+	var d []time.Duration
+	for i := 0; i < n; i++ {
+		start := time.Now()
+		if _, err := f.WriteAt(buf, int64(i%16)*8192); err != nil {
+			return 0
+		}
+		if err := syscall.Fdatasync(int(f.Fd())); err != nil {
+			return 0
+		}
+		d = append(d, time.Since(start))
+	}
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	return d[len(d)/2]
+}
+
+// Statement is one line of TopStatements.
+type Statement struct {
+	Calls int64
+	// TotalMS is the time spent executing and planning, PlanMS the part planning.
+	TotalMS, PlanMS, RowsPer float64
+	Query                    string
+}
+
+// ResetStatements clears the server's statement statistics (a durable cluster's only).
+func (c *Cluster) ResetStatements() error {
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, c.AdminURL())
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `CREATE EXTENSION IF NOT EXISTS pg_stat_statements`); err != nil {
+		return err
+	}
+	_, err = conn.Exec(ctx, `SELECT pg_stat_statements_reset()`)
+	return err
+}
+
+// TopStatements returns the n statements the server spent most time planning and executing since
+// ResetStatements.
+func (c *Cluster) TopStatements(n int) ([]Statement, error) {
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, c.AdminURL())
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `SELECT calls, total_exec_time + total_plan_time, total_plan_time, rows::float8 / greatest(calls, 1), query
+		FROM pg_stat_statements ORDER BY total_exec_time + total_plan_time DESC LIMIT $1`, n)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Statement, error) {
+		var st Statement
+		err := r.Scan(&st.Calls, &st.TotalMS, &st.PlanMS, &st.RowsPer, &st.Query)
+		return st, err
+	})
 }

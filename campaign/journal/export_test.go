@@ -1,0 +1,7 @@
+package journal
+
+// The statements of a PostgreSQL group commit, for the plan test.
+var (
+	PGHandoffSQL = pgHandoffSQL
+	PGSentSQL    = pgOutcomeSQL(tSent)
+)
