@@ -41,6 +41,9 @@ func episode(perSecond float64, workers int, retryAfter time.Duration) time.Dura
 // and decay). It is safe for concurrent use.
 type Pacer struct {
 	limiter *rate.Limiter
+	// window is the exact ceiling between 1/s and windowMax/s; the limiter spaces
+	// the messages out beneath it.
+	window  window
 	now     func() time.Time
 	workers int
 
@@ -60,14 +63,101 @@ func NewPacer(perSecond float64) *Pacer {
 }
 
 // apply sets the limiter for the current rate; p.mu is held (or p not yet shared).
+// Between 1/s and windowMax/s a sliding window of the last second's messages is the
+// ceiling, exactly, and the limiter beneath it spaces the messages out at 10% above the
+// window's size with a burst of 2%: after a stall (every worker waiting on the journal or
+// the network) the run catches up on the turns it missed instead of losing them, and
+// the window keeps the catching up beneath the ceiling. Otherwise the limiter alone is
+// the ceiling (NewLimiter).
 func (p *Pacer) apply() {
 	if p.cur <= 0 || p.cur > float64(rate.Inf) {
+		p.window.setMax(0)
 		p.limiter.SetLimit(rate.Inf)
 		return
 	}
+	if n := windowSize(p.cur); n > 0 {
+		p.window.setMax(n)
+		p.limiter.SetBurst(max(n/50, 1))
+		p.limiter.SetLimit(rate.Limit(float64(n) * 1.1))
+		return
+	}
+	p.window.setMax(0)
 	l := NewLimiter(p.cur)
 	p.limiter.SetBurst(l.Burst())
 	p.limiter.SetLimit(l.Limit())
+}
+
+// windowMax is the highest rate a sliding window holds to (its memory grows with the
+// rate); above it the limiter's arithmetic keeps the ceiling.
+const windowMax = 50000
+
+// windowSize is how many messages the sliding window lets through per second at
+// perSecond (0: no window): the rate, less 0.5% above 200/s for the jitter between a
+// message's turn and the provider's call.
+func windowSize(perSecond float64) int {
+	switch {
+	case perSecond < 1 || perSecond > windowMax:
+		return 0
+	case perSecond >= 200:
+		return int(perSecond * 0.995)
+	}
+	return int(perSecond)
+}
+
+// window holds the times of the last max turns given: a turn is given only when the
+// oldest of them is more than a second old, so no closed one-second window ever holds
+// more than max. It is safe for concurrent use.
+type window struct {
+	mu    sync.Mutex
+	max   int         // 0: no window
+	times []time.Time // a ring of up to max times, oldest at head
+	head  int
+}
+
+// setMax changes the size, keeping the latest turns.
+func (w *window) setMax(n int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if n == w.max {
+		return
+	}
+	ordered := make([]time.Time, 0, min(n, len(w.times)))
+	for i := range len(w.times) {
+		ordered = append(ordered, w.times[(w.head+i)%len(w.times)])
+	}
+	if len(ordered) > n {
+		ordered = ordered[len(ordered)-n:]
+	}
+	w.times, w.head, w.max = ordered, 0, n
+}
+
+// wait blocks until a turn keeps the window at most max, and takes it.
+func (w *window) wait(ctx context.Context) error {
+	for {
+		w.mu.Lock()
+		if w.max <= 0 {
+			w.mu.Unlock()
+			return nil
+		}
+		now := time.Now()
+		if len(w.times) < w.max {
+			w.times = append(w.times, now)
+			w.mu.Unlock()
+			return nil
+		}
+		oldest := w.times[w.head]
+		if now.Sub(oldest) > time.Second {
+			w.times[w.head] = now
+			w.head = (w.head + 1) % len(w.times)
+			w.mu.Unlock()
+			return nil
+		}
+		d := oldest.Add(time.Second + time.Microsecond).Sub(now)
+		w.mu.Unlock()
+		if !sleep(ctx, d) {
+			return context.Cause(ctx)
+		}
+	}
 }
 
 // SetWorkers says how many workers send at this pace (1 when never set).
@@ -120,7 +210,10 @@ func (p *Pacer) Wait(ctx context.Context) error {
 			return context.Cause(ctx)
 		}
 	}
-	return p.limiter.Wait(ctx)
+	if err := p.limiter.Wait(ctx); err != nil {
+		return err
+	}
+	return p.window.wait(ctx)
 }
 
 // Throttled notes a throttling answer. The first of an episode halves the rate (not

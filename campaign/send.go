@@ -197,8 +197,8 @@ func checkProvider(c *Campaign, env Env, secrets bool) (providers.Registration, 
 // through its burst plus the whole refills in that second, burst + floor(refill), so the
 // refill is the ceiling less the burst, plus the one message floor leaves out, less a
 // margin of 0.5% for the scheduling jitter between a token and the provider's call. At
-// high rates small bursts (1% of the rate) are allowed. TestRateAccuracy: 2000/s gives
-// 98.5% of the ceiling and no window over it.
+// high rates small bursts (1% of the rate) are allowed. A Pacer uses it alone below
+// 1/s and above windowMax; in between, a sliding window is the ceiling (Pacer.apply).
 func NewLimiter(perSecond float64) *rate.Limiter {
 	burst := max(int(perSecond/100), 1)
 	refill := perSecond - float64(burst) + 1 - perSecond/200
