@@ -7,8 +7,24 @@
 # Usage: .ci/bench.sh [ROWS [BASELINE_REV]]
 #   ROWS: list size (default 200000; 1000000 for the memory figure)
 #   BASELINE_REV: a git revision to build and time in the same run, for comparison
+#        .ci/bench.sh all [BASELINE_REV]
+#   every case of BENCHMARKS.md's "Performance, second round", one after the other, each
+#   printing herald's figure, its yardstick's and the ratio: HTML-only and html+text
+#   sends against smtp-source, the dry run, SES against ab, rate accuracy, PostgreSQL
+#   against SQLite and hosts against one host, start-up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = all ]; then
+	base=${2:-}
+	set -x
+	.ci/bench-html.sh 100000 "$base" 2
+	.ci/bench-dryrun.sh 1000000 "$base" 2
+	.ci/bench-api.sh 5000 2 "$base"
+	.ci/bench-rate.sh
+	.ci/bench-stores.sh "$base" 2
+	.ci/bench-startup.sh "$base"
+	exit 0
+fi
 rows=${1:-200000}
 baseline=${2:-}
 work=$(mktemp -d)
