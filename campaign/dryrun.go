@@ -224,9 +224,9 @@ func (w *dryWorker) checkRendered(r *Recipient, out templates.Rendered, unsub st
 		return err
 	}
 	if path != "" {
-		a, err := readAttachment(path)
-		if err != nil {
-			return &AttachmentError{Line: r.Line, Email: r.Email, Path: r.Fields[rd.attCol], Err: err}
+		a, rerr := readAttachment(path)
+		if rerr != nil {
+			return &AttachmentError{Line: r.Line, Email: r.Email, Path: r.Fields[rd.attCol], Err: rerr}
 		}
 		out.Attachments = append(out.Attachments, a)
 		_, err = rd.builder.Build(out, r.Email, out.ToName, unsub)
