@@ -400,3 +400,17 @@ func TestEstimateRows(t *testing.T) {
 		})
 	}
 }
+
+// A recipient with a file of its own is built in full, and what the builder refuses for
+// it is the dry run's error as for any other recipient: here an empty body (the template
+// shows nothing without a first name), which only the build with the file finds.
+func TestDryRunBuildsRecipientsWithTheirOwnFile(t *testing.T) {
+	f := newFixture(t, 0, "  kind: file\n  dir: outbox\n", "attachment_column: invoice\n")
+	f.write("template.txt", "{{ if .first_name }}Hello {{ .first_name }}\nUnsubscribe: {{ .UnsubscribeURL }}{{ end }}")
+	f.write("subscribers.csv", "email,first_name,invoice\nr1@example.org,Ann,inv.pdf\nr2@example.org,,inv.pdf\nr3@example.org,Bob,\n")
+	f.write("inv.pdf", "%PDF-1.4 invoice")
+	got := checkLikeSequential(t, f, testEnv(nil))
+	if !strings.Contains(got.err, "line 3 (r2@example.org)") {
+		t.Fatalf("dry run error %q, want line 3's empty body named", got.err)
+	}
+}
