@@ -9,7 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/heraldmail/herald/campaign/unsubscribe"
 	"github.com/heraldmail/herald/templates"
 )
 
@@ -189,17 +188,8 @@ func (w *dryWorker) renderBatch(ctx context.Context, b *dryBatch, first *firstFa
 // full, since only the builder's encoding of the file can refuse it.
 func (w *dryWorker) check(ctx context.Context, r *Recipient) error {
 	rd := w.rd
-	unsub := unsubscribe.URL(rd.c.UnsubscribeURL, rd.signer.Token(rd.c.Name, r.Email))
 	data := w.data
-	clear(data)
-	for i, col := range rd.columns {
-		if i < len(r.Fields) {
-			data[col] = r.Fields[i]
-		}
-	}
-	data["Email"] = r.Email
-	data["UnsubscribeURL"] = unsub
-	data["Campaign"] = rd.c.Name
+	unsub := rd.fill(data, r, r.Email)
 	// The bodies are looked at, never kept: views of the render's buffers, no copies.
 	rendered := false
 	err := rd.set.RenderFunc(ctx, data, func(out templates.Rendered) error {

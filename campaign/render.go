@@ -226,11 +226,11 @@ func (rd *Renderer) message(ctx context.Context, r *Recipient) (*providers.Messa
 	return rd.messageFor(ctx, r, r.Email, r.Email, "")
 }
 
-// messageFor renders row r for the address to, with the unsubscribe token of tokenFor
-// and prefix before the subject.
-func (rd *Renderer) messageFor(ctx context.Context, r *Recipient, to, tokenFor, prefix string) (*providers.Message, error) {
-	unsub := unsubscribe.URL(rd.c.UnsubscribeURL, rd.signer.Token(rd.c.Name, tokenFor))
-	data := make(map[string]string, len(rd.columns)+3)
+// fill puts row r's template data into data (emptied first): its columns and the
+// built-ins, with the unsubscribe link of tokenFor's token, which it returns.
+func (rd *Renderer) fill(data map[string]string, r *Recipient, tokenFor string) (unsub string) {
+	clear(data)
+	unsub = unsubscribe.URL(rd.c.UnsubscribeURL, rd.signer.Token(rd.c.Name, tokenFor))
 	for i, col := range rd.columns {
 		if i < len(r.Fields) {
 			data[col] = r.Fields[i]
@@ -239,6 +239,14 @@ func (rd *Renderer) messageFor(ctx context.Context, r *Recipient, to, tokenFor, 
 	data["Email"] = r.Email
 	data["UnsubscribeURL"] = unsub
 	data["Campaign"] = rd.c.Name
+	return unsub
+}
+
+// messageFor renders row r for the address to, with the unsubscribe token of tokenFor
+// and prefix before the subject.
+func (rd *Renderer) messageFor(ctx context.Context, r *Recipient, to, tokenFor, prefix string) (*providers.Message, error) {
+	data := make(map[string]string, len(rd.columns)+3)
+	unsub := rd.fill(data, r, tokenFor)
 	out, err := rd.set.RenderContext(ctx, data)
 	if err != nil {
 		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
