@@ -240,3 +240,27 @@ func CheckConns(tb testing.TB, s *Server, workers, n int) {
 			workers, n, got, s.Closed(), MaxConns(workers))
 	}
 }
+
+// PoolSizedToWorkers opens a provider the way the pipeline does, through reg with the
+// campaign's workers in its spec (spec makes the spec for the fake's URL), sends with
+// every worker's request in flight at once, and fails t when the API saw more than
+// MaxConns connections: every worker keeps one kept-alive connection and no more are
+// opened, however many workers there are (more than a transport's default idle pool
+// included).
+func PoolSizedToWorkers(t *testing.T, server func(testing.TB) *Server, reg providers.Registration, spec func(url string) providers.Spec) {
+	for _, c := range []struct{ workers, n int }{{8, 400}, {80, 800}} {
+		t.Run(fmt.Sprintf("%d workers", c.workers), func(t *testing.T) {
+			srv := server(t)
+			s := spec(srv.URL)
+			s.Workers = c.workers
+			p, err := reg.Open(context.Background(), s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			srv.Rendezvous(c.workers)
+			SendAll(t, p, c.workers, c.n)
+			CheckConns(t, srv, c.workers, c.n)
+		})
+	}
+}
