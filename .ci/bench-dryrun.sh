@@ -31,29 +31,7 @@ if [ -n "$baseline" ]; then
 fi
 
 # .ci/bench.sh's campaign, with the file provider (a dry run connects to nothing).
-python3 - "$work" "$rows" <<'PY'
-import sys, os
-work, rows = sys.argv[1], int(sys.argv[2])
-with open(os.path.join(work, "subscribers.csv"), "w") as f:
-    f.write("email,first_name,name,city\n")
-    for i in range(rows):
-        f.write(f"user{i:07d}@example.org,Name{i},Name{i} Surname,City{i % 100}\n")
-para = "<p>A paragraph of newsletter text, the same for every reader, that fills the message to a realistic size.</p>\n"
-html = "<html><body><h1>Hello {{ .first_name }},</h1>\n<p>Our picks for readers in {{ .city }}:</p>\n" + para * 90 + '<p><a href="{{ .UnsubscribeURL }}">Unsubscribe</a></p></body></html>\n'
-open(os.path.join(work, "template.html"), "w").write(html)
-open(os.path.join(work, "template.txt"), "w").write("Hello {{ .first_name }} in {{ .city }}.\n" + "Some newsletter text for the plain part, wrapped like a mail.\n" * 60 + "\nUnsubscribe: {{ .UnsubscribeURL }}\n")
-open(os.path.join(work, "campaign.yaml"), "w").write("""name: bench
-from: "Bench <news@example.com>"
-subject: "{{ .first_name }}, our picks"
-html: template.html
-text: template.txt
-list: subscribers.csv
-unsubscribe: {url: "https://example.com/unsubscribe"}
-provider: {kind: file, dir: outbox}
-rate: "1000000/s"
-workers: 8
-""")
-PY
+run python3 .ci/bench-campaign.py "$work" "$rows" '{kind: file, dir: outbox}'
 
 # one BIN: runs a dry run and prints "rows/s peak-RSS-KiB cpu-seconds".
 one() {

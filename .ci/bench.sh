@@ -59,29 +59,7 @@ end=$(date +%s.%N)
 echo "smtp-source: $(python3 -c "print(round(20000/($end-$start)))") messages/s" >&2
 
 echo "== herald: $rows personalised ~10 KB messages, 8 workers, journal on" >&2
-python3 - "$work" "$rows" <<'PY'
-import sys, os
-work, rows = sys.argv[1], int(sys.argv[2])
-with open(os.path.join(work, "subscribers.csv"), "w") as f:
-    f.write("email,first_name,name,city\n")
-    for i in range(rows):
-        f.write(f"user{i:07d}@example.org,Name{i},Name{i} Surname,City{i % 100}\n")
-para = "<p>A paragraph of newsletter text, the same for every reader, that fills the message to a realistic size.</p>\n"
-html = "<html><body><h1>Hello {{ .first_name }},</h1>\n<p>Our picks for readers in {{ .city }}:</p>\n" + para * 90 + '<p><a href="{{ .UnsubscribeURL }}">Unsubscribe</a></p></body></html>\n'
-open(os.path.join(work, "template.html"), "w").write(html)
-open(os.path.join(work, "template.txt"), "w").write("Hello {{ .first_name }} in {{ .city }}.\n" + "Some newsletter text for the plain part, wrapped like a mail.\n" * 60 + "\nUnsubscribe: {{ .UnsubscribeURL }}\n")
-open(os.path.join(work, "campaign.yaml"), "w").write(f"""name: bench
-from: "Bench <news@example.com>"
-subject: "{{{{ .first_name }}}}, our picks"
-html: template.html
-text: template.txt
-list: subscribers.csv
-unsubscribe: {{url: "https://example.com/unsubscribe"}}
-provider: {{kind: smtp, host: 127.0.0.1, port: {2525}, tls: none}}
-rate: "1000000/s"
-workers: 8
-""")
-PY
+run python3 .ci/bench-campaign.py "$work" "$rows" "{kind: smtp, host: 127.0.0.1, port: $port, tls: none}"
 bins=(herald)
 [ -n "$baseline" ] && bins=(herald-base herald herald-base herald)
 for bin in "${bins[@]}"; do
